@@ -1,0 +1,125 @@
+"""Encoder-decoder baselines from segmentation-models-pytorch (smp).
+
+* ``unet_resnet34``: UNet (Ronneberger et al., MICCAI 2015) decoder on a ResNet encoder
+  (He et al., CVPR 2016);
+* ``unetpp``: UNet++ (Zhou et al., "UNet++: A Nested U-Net Architecture for Medical Image
+  Segmentation", DLMIA 2018);
+* ``fpn``: Feature Pyramid Network (Lin et al., CVPR 2017) used as a segmentation decoder
+  (Kirillov et al.'s panoptic-FPN semantic head);
+* ``deeplabv3``: DeepLabV3 (Chen et al., "Rethinking Atrous Convolution for Semantic Image
+  Segmentation", 2017) with an ASPP head on a dilated ResNet.
+
+Configurations (every entry can be overridden by a keyword option of the same name, which
+is passed to the smp constructor):
+
+* ``scale="paper"``: ResNet-34 encoder with smp's default decoders, as in the paper's
+  comparison (UNet/UNet++ decoder channels (256, 128, 64, 32, 16); FPN pyramid 256,
+  segmentation 128; DeepLabV3 ASPP 256 channels at output stride 8).
+* ``scale="cpu"``: ResNet-18 encoder (about half of ResNet-34's cost) and decoders with half
+  the channels (DeepLabV3 at output stride 16), small enough to train on a 2-core CPU at
+  around 96x128. ``unet_resnet34`` keeps its paper name at this scale although its encoder
+  is a ResNet-18; pass ``encoder_name="resnet34"`` to keep the paper's encoder.
+
+Encoders start from random weights (``encoder_weights=None``). Pretrained weights are used
+only when the caller passes ``encoder_weights`` (e.g. ``"imagenet"``); smp then loads them
+from its cache or downloads them, so only do that with the weights on disk or a network.
+
+The smp networks need height and width divisible by the encoder's output stride (32 for a
+5-stage ResNet, 16 for DeepLabV3 at cpu scale, 8 at paper scale); :class:`SegmentationModelsNetwork`
+pads other sizes and crops the logits back (see :mod:`udarts.baselines.padding`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from udarts.baselines.padding import crop_to_size, pad_to_multiple
+
+SMP_BASELINES = ("unet_resnet34", "unetpp", "fpn", "deeplabv3")
+
+PAPER_ENCODER = "resnet34"
+CPU_ENCODER = "resnet18"
+
+
+def smp_architecture(name: str) -> type[nn.Module]:
+    """The smp model class behind a baseline name."""
+    if name == "unet_resnet34":
+        return smp.Unet
+    elif name == "unetpp":
+        return smp.UnetPlusPlus
+    elif name == "fpn":
+        return smp.FPN
+    elif name == "deeplabv3":
+        return smp.DeepLabV3
+    raise ValueError(f"unknown smp baseline {name!r}; valid names: {', '.join(SMP_BASELINES)}")
+
+
+def default_options(name: str, scale: str) -> dict[str, Any]:
+    """The smp constructor keywords of baseline ``name`` at ``scale`` ("paper" or "cpu")."""
+    if scale == "paper":
+        options: dict[str, Any] = {"encoder_name": PAPER_ENCODER}
+        if name in ("unet_resnet34", "unetpp"):
+            options["decoder_channels"] = (256, 128, 64, 32, 16)
+        elif name == "fpn":
+            options.update(decoder_pyramid_channels=256, decoder_segmentation_channels=128)
+        elif name == "deeplabv3":
+            options.update(decoder_channels=256, encoder_output_stride=8)
+    elif scale == "cpu":
+        options = {"encoder_name": CPU_ENCODER}
+        if name in ("unet_resnet34", "unetpp"):
+            options["decoder_channels"] = (128, 64, 32, 16, 16)
+        elif name == "fpn":
+            options.update(decoder_pyramid_channels=128, decoder_segmentation_channels=64)
+        elif name == "deeplabv3":
+            options.update(decoder_channels=128, encoder_output_stride=16)
+    else:
+        raise ValueError(f"scale must be 'paper' or 'cpu', got {scale!r}")
+    smp_architecture(name)  # rejects unknown names
+    options["encoder_weights"] = None
+    return options
+
+
+class SegmentationModelsNetwork(nn.Module):
+    """Thin wrapper around an smp model: pads the input to ``size_divisor`` and crops the logits.
+
+    The smp model is kept whole as ``self.network`` so its state dict (under ``network.``)
+    matches smp's own layout.
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.size_divisor = int(network.encoder.output_stride)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        images, original_size = pad_to_multiple(images, self.size_divisor)
+        return crop_to_size(self.network(images), original_size)
+
+
+def create_smp_model(
+    name: str, *, in_channels: int = 3, num_classes: int, scale: str = "cpu", **options: Any
+) -> SegmentationModelsNetwork:
+    """Build smp baseline ``name`` (one of :data:`SMP_BASELINES`) at ``scale``.
+
+    ``options`` override the scale's defaults and must be keyword arguments of the smp class
+    (e.g. ``encoder_name``, ``encoder_depth``, ``decoder_channels``, ``encoder_weights``);
+    anything else raises ``TypeError`` instead of being silently ignored by smp.
+    """
+    architecture = smp_architecture(name)
+    accepted = set(inspect.signature(architecture.__init__).parameters) - {"self", "kwargs", "in_channels", "classes"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown} for {name!r}; accepted: {sorted(accepted)}")
+    configuration = default_options(name, scale)
+    configuration.update(options)
+    encoder_depth = configuration.get("encoder_depth", 5)
+    if name in ("unet_resnet34", "unetpp") and "decoder_channels" not in options:
+        # smp needs one decoder stage per encoder stage: keep the deepest-last channel plan.
+        configuration["decoder_channels"] = tuple(configuration["decoder_channels"][-encoder_depth:])
+    network = architecture(in_channels=in_channels, classes=num_classes, **configuration)
+    return SegmentationModelsNetwork(network)

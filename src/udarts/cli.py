@@ -1,0 +1,572 @@
+"""The ``udarts`` command: search, derive, train, eval, predict and demo.
+
+This module is the only place where a config becomes keyword arguments. Every command resolves
+its config as defaults <- ``--config FILE`` <- flags <- ``--set KEY=VALUE`` and writes the result
+to its run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from udarts import __version__
+from udarts.config import ConfigError, parse_assignment, resolve
+from udarts.data.base import DatasetError
+from udarts.genotype import Genotype, GenotypeError
+from udarts.ops import OpSettings
+
+# ---- config --------------------------------------------------------------------------------
+
+
+def _flag_overrides(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The config keys that dedicated flags set."""
+    override: dict[str, Any] = {}
+
+    def put(path: str, value: Any) -> None:
+        if value is None:
+            return
+        cursor = override
+        parts = path.split(".")
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = value
+
+    put("seed", getattr(args, "seed", None))
+    put("device", getattr(args, "device", None))
+    put("data.name", getattr(args, "data", None))
+    put("data.root", getattr(args, "root", None))
+    put("data.batch_size", getattr(args, "batch_size", None))
+    put("data.num_workers", getattr(args, "num_workers", None))
+    if getattr(args, "image_size", None):
+        put("data.image_size", _parse_size(args.image_size))
+    put("model.width", getattr(args, "width", None))
+    if getattr(args, "epochs", None) is not None:
+        put(f"{'search' if command == 'search' else 'train'}.epochs", args.epochs)
+    if getattr(args, "genotype", None):
+        put("train.genotype", str(args.genotype))
+    put("train.model", getattr(args, "model", None))
+    if getattr(args, "no_progress", False):
+        put("progress", False)
+    return override
+
+
+def _parse_size(text: str) -> list[int]:
+    try:
+        parts = [int(part) for part in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise ConfigError(f"--image-size {text!r}: expected HEIGHTxWIDTH, for example 96x128")
+    return parts
+
+
+def load_config(args: argparse.Namespace, command: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    overrides = []
+    if base is not None:
+        overrides.append((base, f"built-in {command} settings"))
+    overrides.append((_flag_overrides(args, command), "command-line flags"))
+    for assignment in getattr(args, "set", None) or []:
+        overrides.append((parse_assignment(assignment), f"--set {assignment}"))
+    return resolve(getattr(args, "config", None), overrides)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} was asked for but CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---- data ----------------------------------------------------------------------------------
+
+
+def _split(config: dict[str, Any], split: str, augment: bool):
+    from udarts.data.factory import build_split
+
+    data = config["data"]
+    return build_split(
+        data["name"],
+        split,
+        root=data["root"],
+        image_size=tuple(data["image_size"]),
+        augment=augment,
+        cache=data["cache"],
+        on_bad_sample=data["on_bad_sample"],
+        download=data["download"],
+        target=data["target"],
+        seed=config["seed"],
+        num_samples=data["num_samples"],
+    )
+
+
+def _loader(config: dict[str, Any], dataset, shuffle: bool, device: torch.device):
+    from udarts.data.factory import make_loader
+
+    data = config["data"]
+    return make_loader(
+        dataset,
+        batch_size=data["batch_size"],
+        shuffle=shuffle,
+        num_workers=data["num_workers"],
+        pin_memory=device.type == "cuda",
+        drop_last=shuffle,
+        generator=torch.Generator().manual_seed(config["seed"]) if shuffle else None,
+    )
+
+
+def _dataset_info(dataset) -> dict[str, Any]:
+    from udarts.data.factory import palette_for
+
+    return {
+        "class_names": list(dataset.class_names),
+        "ignore_index": dataset.ignore_index,
+        "palette": [list(colour) for colour in palette_for(dataset)],
+    }
+
+
+# ---- search --------------------------------------------------------------------------------
+
+
+def _supernet(config: dict[str, Any], num_classes: int):
+    from udarts.search.supernet import SuperNet, search_op_names
+
+    model = config["model"]
+    return SuperNet(
+        in_channels=3,
+        num_classes=num_classes,
+        width=model["width"],
+        num_nodes=model["num_nodes"],
+        op_names=search_op_names(model["ops"], model["include_none"]),
+        settings=OpSettings(affine=False, expand_ratio=model["expand_ratio"], se_ratio=model["se_ratio"]),
+    )
+
+
+def _search_meta(config: dict[str, Any], dataset_name: str) -> dict[str, Any]:
+    return {
+        "dataset": dataset_name,
+        "width": config["model"]["width"],
+        "image_size": config["data"]["image_size"],
+        "seed": config["seed"],
+        "epochs": config["search"]["epochs"],
+        "order": config["search"]["order"],
+        "loss": config["search"]["loss"],
+        "top_k": config["search"]["top_k"],
+        "udarts_version": __version__,
+    }
+
+
+def dry_run(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    """Parameter count and forward FLOPs of the supernet, built on the meta device (no memory)."""
+    from udarts.complexity import count_flops, count_parameters
+
+    with torch.device("meta"):
+        model = _supernet(config, num_classes)
+    height, width = config["data"]["image_size"]
+    per_cell = {slot.name: count_parameters(cell) for slot, cell in zip(model.slots, model.cells)}
+    report = {
+        "parameters": count_parameters(model),
+        "alpha_parameters": sum(alpha.numel() for alpha in model.arch_parameters()),
+        "parameters_per_cell": per_cell,
+        "forward_gflops_per_image": count_flops(model, (1, 3, height, width), device="meta") / 1e9,
+        "image_size": [height, width],
+        "width": config["model"]["width"],
+        "ops": list(model.op_names),
+    }
+    return report
+
+
+def command_search(args: argparse.Namespace, config: dict[str, Any] | None = None, run_path: Path | None = None) -> Path:
+    from torch.utils.data import Subset
+
+    from udarts.engine.runs import Run, load_checkpoint, new_run_dir
+    from udarts.engine.searcher import search
+    from udarts.engine.trainer import build_optimizer
+    from udarts.losses import build_loss
+    from udarts.search.darts import DartsStrategy
+
+    resume_state = None
+    if getattr(args, "resume", None):
+        run = Run(args.resume, resume=True)
+        config = resolve(None, [(run.config(), str(run.path / "config.yaml"))] + (
+            [(_flag_overrides(args, "search"), "command-line flags")] if args.epochs is not None else []))
+        resume_state = load_checkpoint(run.path / "last.pt")
+        if resume_state.get("kind") != "search":
+            raise ConfigError(f"{run.path}/last.pt is not a search checkpoint")
+        run.truncate_logs(resume_state["epoch"])
+    config = config or load_config(args, "search")
+    device = resolve_device(config["device"])
+    progress = config["progress"]
+
+    if getattr(args, "dry_run", False):
+        num_classes = len(_split(config, "train", augment=False).class_names)
+        report = dry_run(config, num_classes)
+        print(json.dumps(report, indent=2))
+        print(f"supernet parameters: {report['parameters']:,} ({report['parameters'] / 1e6:.1f} M); "
+              f"forward: {report['forward_gflops_per_image']:.1f} GFLOPs per {report['image_size'][0]}x{report['image_size'][1]} image")
+        return Path(".")
+
+    seed_everything(config["seed"])
+    train_set = _split(config, "train", augment=True)
+    if len(train_set) < 2 * config["data"]["batch_size"]:
+        raise DatasetError(
+            f"search needs at least 2 batches of training images ({2 * config['data']['batch_size']}) to cut the split "
+            f"in two halves; the {config['data']['name']} train split has {len(train_set)}"
+        )
+    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config["seed"])).tolist()
+    half = len(order) // 2
+    weight_half, alpha_half = Subset(train_set, order[:half]), Subset(train_set, order[half:])
+    info = _dataset_info(train_set)
+    num_classes = len(info["class_names"])
+
+    model = _supernet(config, num_classes).to(device)
+    search_config = config["search"]
+    weight_optimizer = build_optimizer(
+        search_config["weight_optimizer"], model.weight_parameters(), search_config["weight_lr"],
+        weight_decay=search_config["weight_decay"],
+    )
+    alpha_optimizer = torch.optim.Adam(
+        model.arch_parameters(), lr=search_config["alpha_lr"], betas=tuple(search_config["alpha_betas"]),
+        weight_decay=search_config["alpha_weight_decay"],
+    )
+    strategy = DartsStrategy(
+        model, build_loss(search_config["loss"], info["ignore_index"]), weight_optimizer, alpha_optimizer,
+        order=search_config["order"], unrolled_lr=search_config["unrolled_lr"], weight_grad_clip=search_config["grad_clip"],
+    )
+    start_epoch, best = 0, -math.inf
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        weight_optimizer.load_state_dict(resume_state["weight_optimizer"])
+        alpha_optimizer.load_state_dict(resume_state["alpha_optimizer"])
+        start_epoch, best = resume_state["epoch"], resume_state["best_miou"]
+    else:
+        path = run_path or (Path(args.out) if getattr(args, "out", None) else new_run_dir(config["out"], "search"))
+        run = Run(path, config)
+    print(f"search run: {run.path}  (device {device}, {sum(p.numel() for p in model.parameters()):,} parameters)")
+
+    genotype = search(
+        model, strategy,
+        weight_loader=_loader(config, weight_half, True, device),
+        alpha_loader=_loader(config, alpha_half, True, device),
+        epochs=search_config["epochs"], warmup_epochs=search_config["warmup_epochs"], run=run, device=device,
+        num_classes=num_classes, ignore_index=info["ignore_index"], seed=config["seed"], top_k=search_config["top_k"],
+        search_meta=_search_meta(config, config["data"]["name"]),
+        checkpoint_extra={"config": config, **info}, start_epoch=start_epoch, best_miou=best, progress=progress,
+    )
+    genotype.save(run.path / "genotype.json")
+    run.close()
+    print(f"genotype: {run.path / 'genotype.json'}")
+    return run.path
+
+
+def command_derive(args: argparse.Namespace) -> Path:
+    from udarts.engine.runs import load_checkpoint
+    from udarts.genotype import derive
+    from udarts.nets.ushape import cell_slots
+
+    state = load_checkpoint(args.checkpoint)
+    if state.get("kind") != "search":
+        raise ConfigError(f"{args.checkpoint}: not a search checkpoint (kind {state.get('kind')!r})")
+    config = state["config"]
+    from udarts.search.supernet import search_op_names
+
+    op_names = search_op_names(config["model"]["ops"], config["model"]["include_none"])
+    alphas = [state["model"][f"cells.{slot.index}.alphas"] for slot in cell_slots(1)]
+    top_k = args.top_k if args.top_k is not None else config["search"]["top_k"]
+    settings = OpSettings(expand_ratio=config["model"]["expand_ratio"], se_ratio=config["model"]["se_ratio"])
+    meta = {**_search_meta(config, config["data"]["name"]), "epochs_done": state["epoch"], "top_k": top_k}
+    genotype = derive(alphas, op_names, config["model"]["num_nodes"], top_k, settings, meta)
+    source = Path(args.checkpoint)
+    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "genotype.json"
+    genotype.save(out)
+    print(f"genotype: {out}")
+    return out
+
+
+# ---- train / eval --------------------------------------------------------------------------
+
+
+def _model_spec(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    name = config["train"]["model"]
+    if name == "searchnet":
+        genotype_path = config["train"]["genotype"]
+        if not genotype_path:
+            raise ConfigError("train.genotype: SEARCH-Net needs a genotype; pass --genotype PATH/genotype.json")
+        genotype = Genotype.load(genotype_path)
+        return {"name": "searchnet", "genotype": genotype.to_dict(), "width": config["model"]["width"],
+                "in_channels": 3, "num_classes": num_classes}
+    return {"name": name, "scale": config["train"]["model_scale"], "options": dict(config["train"]["model_options"]),
+            "in_channels": 3, "num_classes": num_classes}
+
+
+def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None, run_path: Path | None = None) -> Path:
+    from udarts.engine.runs import Run, load_checkpoint, new_run_dir
+    from udarts.engine.trainer import build_optimizer, build_scheduler, evaluate, fit
+    from udarts.losses import build_loss
+    from udarts.models import build_model
+
+    resume_state = None
+    if getattr(args, "resume", None):
+        run = Run(args.resume, resume=True)
+        config = resolve(None, [(run.config(), str(run.path / "config.yaml"))] + (
+            [(_flag_overrides(args, "train"), "command-line flags")] if args.epochs is not None else []))
+        resume_state = load_checkpoint(run.path / "last.pt")
+        if resume_state.get("kind") != "train":
+            raise ConfigError(f"{run.path}/last.pt is not a training checkpoint")
+        run.truncate_logs(resume_state["epoch"])
+    config = config or load_config(args, "train")
+    device = resolve_device(config["device"])
+    seed_everything(config["seed"])
+
+    train_set = _split(config, "train", augment=True)
+    val_set = _split(config, "val", augment=False)
+    info = _dataset_info(train_set)
+    num_classes = len(info["class_names"])
+    spec = resume_state["model_spec"] if resume_state else _model_spec(config, num_classes)
+    model = build_model(spec).to(device)
+    train_config = config["train"]
+    optimizer = build_optimizer(train_config["optimizer"], model.parameters(), train_config["lr"],
+                                momentum=train_config["momentum"], weight_decay=train_config["weight_decay"])
+    scheduler = build_scheduler(train_config["scheduler"], optimizer, train_config["epochs"], train_config["min_lr"])
+    loss_fn = build_loss(train_config["loss"], info["ignore_index"])
+    start_epoch, best = 0, -math.inf
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        start_epoch, best = resume_state["epoch"], resume_state["best_miou"]
+    else:
+        path = run_path or (Path(args.out) if getattr(args, "out", None) else new_run_dir(config["out"], "train"))
+        run = Run(path, config)
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"train run: {run.path}  ({spec['name']}, {parameters:,} parameters, device {device})")
+    checkpoint_extra = {"model_spec": spec, "config": config, "image_size": config["data"]["image_size"], **info}
+    val_loader = _loader(config, val_set, False, device)
+    fit(model, train_loader=_loader(config, train_set, True, device), val_loader=val_loader, loss_fn=loss_fn,
+        optimizer=optimizer, scheduler=scheduler, epochs=train_config["epochs"], run=run, device=device,
+        num_classes=num_classes, ignore_index=info["ignore_index"], seed=config["seed"],
+        checkpoint_extra=checkpoint_extra, start_epoch=start_epoch, best_miou=best, progress=config["progress"])
+    final = evaluate(model, val_loader, num_classes, info["ignore_index"], device, loss_fn, config["progress"])
+    run.close()
+    print(f"final val mIoU {100 * final['miou']:.2f}  pixel accuracy {100 * final['pixel_accuracy']:.2f}  "
+          f"(best {100 * max(best, final['miou']) if start_epoch < train_config['epochs'] else 100 * best:.2f})")
+    return run.path
+
+
+def _checkpoint_model(path: str, device: torch.device):
+    from udarts.engine.runs import load_checkpoint
+    from udarts.models import build_model
+
+    state = load_checkpoint(path, map_location="cpu")
+    if state.get("kind") != "train" or "model_spec" not in state:
+        raise ConfigError(f"{path}: not a training checkpoint of udarts (a search checkpoint needs 'udarts derive' then 'udarts train')")
+    model = build_model(state["model_spec"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state
+
+
+def format_eval_table(metrics: dict[str, Any], class_names: list[str]) -> str:
+    lines = ["| class | IoU % |", "|---|---|"]
+    for name, iou in zip(class_names, metrics["iou_per_class"]):
+        lines.append(f"| {name} | {'n/a (absent)' if iou is None or iou != iou else f'{100 * iou:.2f}'} |")
+    lines.append(f"| **mIoU** | **{100 * metrics['miou']:.2f}** |")
+    lines.append(f"| pixel accuracy | {100 * metrics['pixel_accuracy']:.2f} |")
+    return "\n".join(lines)
+
+
+def command_eval(args: argparse.Namespace, checkpoint: str | None = None) -> dict[str, Any]:
+    from udarts.engine.trainer import evaluate
+    from udarts.losses import build_loss
+
+    checkpoint = checkpoint or args.checkpoint
+    device_name = args.device or "auto"
+    device = resolve_device(device_name)
+    model, state = _checkpoint_model(checkpoint, device)
+    config = state["config"]
+    overrides = _flag_overrides(args, "eval")
+    overrides.pop("device", None)
+    config = resolve(None, [(config, f"{checkpoint} (config)"), (overrides, "command-line flags")])
+    dataset = _split(config, args.split, augment=False)
+    if list(dataset.class_names) != list(state["class_names"]):
+        raise DatasetError(
+            f"{checkpoint} was trained on classes {state['class_names']}, but the {config['data']['name']} "
+            f"{args.split} split has {list(dataset.class_names)}"
+        )
+    loss_fn = build_loss(config["train"]["loss"], dataset.ignore_index)
+    metrics = evaluate(model, _loader(config, dataset, False, device), len(dataset.class_names), dataset.ignore_index,
+                       device, loss_fn, config["progress"])
+    result = {
+        "checkpoint": str(checkpoint),
+        "dataset": config["data"]["name"],
+        "root": config["data"]["root"],
+        "split": args.split,
+        "images": len(dataset),
+        "image_size": config["data"]["image_size"],
+        "loss": metrics["loss"],
+        "miou": metrics["miou"],
+        "pixel_accuracy": metrics["pixel_accuracy"],
+        "iou_per_class": {name: iou for name, iou in zip(dataset.class_names, metrics["iou_per_class"])},
+        "chance_miou": metrics["chance_miou"],
+    }
+    print(format_eval_table(metrics, list(dataset.class_names)))
+    json_text = json.dumps({key: (None if isinstance(v, float) and v != v else v) for key, v in result.items()}, indent=2)
+    if getattr(args, "json", None):
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json_text + "\n")
+        print(f"metrics written to {args.json}")
+    else:
+        print(json_text)
+    return result
+
+
+def command_predict(args: argparse.Namespace) -> list[Path]:
+    from udarts.data.pairs import generated_palette
+    from udarts.engine.predict import list_images, predict_paths
+
+    device = resolve_device(args.device or "auto")
+    model, state = _checkpoint_model(args.checkpoint, device)
+    palette = [tuple(colour) for colour in state.get("palette") or generated_palette(len(state["class_names"]))]
+    paths = list_images(args.input)
+    written = predict_paths(model, paths, Path(args.out), image_size=tuple(state["image_size"]), palette=palette,
+                            device=device, progress=not args.no_progress)
+    print(f"wrote {len(written)} files for {len(paths)} image(s) to {args.out}")
+    return written
+
+
+# ---- demo ----------------------------------------------------------------------------------
+
+# Small enough for 2 CPU cores in a few minutes, on the built-in synthetic data.
+DEMO_SETTINGS: dict[str, Any] = {
+    "data": {"name": "synthetic", "image_size": [32, 32], "num_samples": 192, "batch_size": 16},
+    "model": {"width": 8},
+    "search": {"epochs": 6, "warmup_epochs": 2},
+    "train": {"epochs": 24, "optimizer": "adam", "lr": 3.0e-3, "weight_decay": 0.0, "loss": "dice_ce"},
+}
+
+
+def command_demo(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    config = load_config(args, "demo", base=DEMO_SETTINGS)
+    root = Path(args.out) if args.out else Path(config["out"]) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root}: folder exists and is not empty; pass another --out")
+    print(f"[1/4] search (width {config['model']['width']}, {config['search']['epochs']} epochs)")
+    search_dir = command_search(args, config=config, run_path=root / "search")
+    print("[2/4] derive")
+    genotype_path = search_dir / "genotype.json"
+    print(Genotype.load(genotype_path).to_dict()["cells"][0])
+    print(f"[3/4] retrain SEARCH-Net from {genotype_path} ({config['train']['epochs']} epochs)")
+    train_config = resolve(None, [(config, "demo"), ({"train": {"genotype": str(genotype_path)}}, "demo")])
+    train_dir = command_train(args, config=train_config, run_path=root / "train")
+    print("[4/4] evaluate the best checkpoint on the val split")
+    eval_args = argparse.Namespace(device=config["device"], split="val", json=str(root / "eval.json"), no_progress=True)
+    result = command_eval(eval_args, checkpoint=str(train_dir / "best.pt"))
+    minutes = (time.perf_counter() - started) / 60
+    chance = result["chance_miou"]
+    print(f"\ndemo finished in {minutes:.1f} min: final val mIoU {100 * result['miou']:.2f} "
+          f"(chance on this split: {100 * chance['uniform']:.2f} for a uniform random guess, "
+          f"{100 * chance['majority']:.2f} for the majority class everywhere)")
+    print(f"run folder: {root}")
+    return result
+
+
+# ---- argument parsing ----------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser, training: bool = True) -> None:
+    parser.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. search.order=second")
+    parser.add_argument("--data", help="dataset: synthetic | pets | camvid | folder")
+    parser.add_argument("--root", help="dataset root folder")
+    parser.add_argument("--image-size", help="HEIGHTxWIDTH, e.g. 96x128 (sides divisible by 8)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--num-workers", type=int)
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if training:
+        parser.add_argument("--seed", type=int)
+        parser.add_argument("--width", type=int, help="base width w (cells have w, 2w, 4w, 8w channels)")
+        parser.add_argument("--epochs", type=int)
+        parser.add_argument("--out", help="run folder to create (default: <out>/<command>-<time>)")
+        parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in its folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="udarts", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"udarts {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    search = commands.add_parser("search", help="search an architecture (trains the supernet, writes genotype.json)")
+    _common(search)
+    search.add_argument("--dry-run", action="store_true", help="print the supernet's size and FLOPs, then exit")
+
+    derive = commands.add_parser("derive", help="derive a genotype from a search checkpoint or run folder")
+    derive.add_argument("checkpoint", help="search run folder or checkpoint (.pt)")
+    derive.add_argument("--out", help="genotype path (default: genotype.json beside the checkpoint)")
+    derive.add_argument("--top-k", type=int, help="kept incoming edges per node (default: the search's)")
+
+    train = commands.add_parser("train", help="train SEARCH-Net from a genotype (or a baseline) from scratch")
+    _common(train)
+    train.add_argument("--genotype", help="genotype.json to build SEARCH-Net from")
+    train.add_argument("--model", help="searchnet (default) or a baseline name")
+
+    evaluate = commands.add_parser("eval", help="evaluate a trained checkpoint: per-class IoU, mIoU, pixel accuracy")
+    evaluate.add_argument("checkpoint")
+    _common(evaluate, training=False)
+    evaluate.add_argument("--split", default="val", help="split to evaluate (default val)")
+    evaluate.add_argument("--json", help="also write the metrics to this JSON file")
+
+    predict = commands.add_parser("predict", help="write colour masks and overlays for an image or a folder")
+    predict.add_argument("checkpoint")
+    predict.add_argument("input", help="an image file or a folder of images")
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument("--device")
+    predict.add_argument("--no-progress", action="store_true")
+
+    demo = commands.add_parser("demo", help="search -> derive -> retrain -> eval on synthetic data, CPU-sized")
+    _common(demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {
+        "search": command_search,
+        "derive": command_derive,
+        "train": command_train,
+        "eval": command_eval,
+        "predict": command_predict,
+        "demo": command_demo,
+    }
+    try:
+        handlers[args.command](args)
+    except (ConfigError, DatasetError, GenotypeError, FileNotFoundError, FileExistsError) as error:
+        print(f"udarts {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; continue with --resume RUN_DIR (checkpoints are written every epoch)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

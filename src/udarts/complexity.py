@@ -1,0 +1,49 @@
+"""Model size and cost: parameters, FLOPs (torch's own FLOP counter) and latency."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str = "cpu") -> int:
+    """FLOPs of one forward pass on a zero input of ``input_shape`` (B, C, H, W), counted by
+    ``torch.utils.flop_counter`` (a multiply-add counts as 2 FLOPs)."""
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(torch.zeros(input_shape, device=device))
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+@torch.no_grad()
+def measure_latency(
+    model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str = "cpu", warmup: int = 2, repeats: int = 5
+) -> float:
+    """Median seconds of one forward pass (eval mode) on ``input_shape``."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    inputs = torch.zeros(input_shape, device=device)
+    times = []
+    for step in range(warmup + repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        model(inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+    model.train(was_training)
+    return sorted(times)[len(times) // 2]

@@ -1,0 +1,172 @@
+"""Configs: defaults here, a YAML file on top, command-line flags on top of that.
+
+The resolved config is a plain nested dict written to every run folder (``config.yaml``). Keys
+are checked: an unknown key or a value of the wrong type is an error that names the key and the
+file it came from. ``udarts.cli`` is the only place where a config becomes keyword arguments.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from udarts.ops import PAPER_OPS
+
+# Method settings default to the paper (and DARTS where the paper is silent); the data and the
+# width default to something that runs anywhere.
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "device": "auto",  # auto | cpu | cuda | cuda:N
+    "out": "runs",  # parent folder of new run folders
+    "progress": True,
+    "data": {
+        "name": "synthetic",  # synthetic | pets | camvid | folder
+        "root": None,
+        "image_size": [64, 64],  # H, W (divisible by 8)
+        "target": "binary",  # pets: binary | trimap
+        "num_samples": 256,  # synthetic: training images (val gets a quarter)
+        "batch_size": 8,
+        "num_workers": 0,
+        "cache": False,
+        "on_bad_sample": "error",  # error | skip
+        "download": False,
+    },
+    "model": {
+        "width": 64,  # w: cells have w, 2w, 4w, 8w channels (the paper: 64)
+        "num_nodes": 4,
+        "ops": list(PAPER_OPS),
+        "include_none": True,  # add DARTS's zero op to the search
+        "expand_ratio": 4,  # MBConv hidden width = expand_ratio * channels
+        "se_ratio": 0.25,
+    },
+    "search": {
+        "epochs": 300,
+        "warmup_epochs": 0,  # epochs that train the weights only
+        "loss": "dice",
+        "weight_optimizer": "adam",
+        "weight_lr": 1.0e-3,
+        "weight_decay": 0.0,
+        "alpha_lr": 3.0e-4,
+        "alpha_betas": [0.5, 0.999],
+        "alpha_weight_decay": 1.0e-3,
+        "order": "first",  # first | second
+        "unrolled_lr": None,  # xi of the second-order step; null = weight_lr
+        "grad_clip": 5.0,
+        "top_k": 2,  # kept incoming edges per node
+    },
+    "train": {
+        "model": "searchnet",  # searchnet | unet | unet_resnet34 | unetpp | fpn | deeplabv3 | setr
+        "genotype": None,  # path to genotype.json (searchnet)
+        "model_scale": "cpu",  # baselines: cpu | paper (see docs/baselines.md)
+        "model_options": {},  # baselines: keyword options, e.g. {encoder_name: resnet34}
+        "epochs": 200,
+        "loss": "dice",  # dice | ce | dice_ce
+        "optimizer": "sgd",  # sgd | adam | adamw
+        "lr": 1.0e-3,
+        "momentum": 0.9,
+        "weight_decay": 5.0e-4,
+        "scheduler": "cosine",  # cosine | none
+        "min_lr": 0.0,
+    },
+}
+
+# Keys whose value may be null or of another type than the default's.
+_NULLABLE = {"data.root", "search.unrolled_lr", "train.genotype", "search.grad_clip"}
+# Mappings whose keys are free (passed on as keyword options), not checked against defaults.
+_FREE_MAPPINGS = {"train.model_options"}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check(value: Any, default: Any, key: str, origin: str) -> Any:
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{origin}: {key}: expected a mapping, got {value!r}")
+        return value
+    if value is None:
+        if key in _NULLABLE:
+            return None
+        raise ConfigError(f"{origin}: {key}: must not be null")
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{origin}: {key}: expected true or false, got {value!r}")
+    elif isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{origin}: {key}: expected a number, got {value!r}")
+        if isinstance(default, int) and not isinstance(value, int):
+            if float(value).is_integer():
+                value = int(value)
+            else:
+                raise ConfigError(f"{origin}: {key}: expected an integer, got {value!r}")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{origin}: {key}: expected a string, got {value!r}")
+    elif isinstance(default, list):
+        if not isinstance(value, list):
+            raise ConfigError(f"{origin}: {key}: expected a list, got {value!r}")
+    return value
+
+
+def merge(base: dict[str, Any], override: dict[str, Any], origin: str, prefix: str = "") -> dict[str, Any]:
+    """``base`` updated with ``override``; every key of ``override`` must exist in ``base``."""
+    result = copy.deepcopy(base)
+    for key, value in override.items():
+        full_key = f"{prefix}{key}"
+        if key not in result:
+            raise ConfigError(f"{origin}: unknown key {full_key!r}; expected one of {sorted(result)}")
+        value = _check(value, result[key], full_key, origin)
+        if isinstance(result[key], dict) and full_key not in _FREE_MAPPINGS:
+            result[key] = merge(result[key], value, origin, f"{full_key}.")
+        else:
+            result[key] = value
+    return result
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_assignment(text: str) -> dict[str, Any]:
+    """``"search.epochs=5"`` -> ``{"search": {"epochs": 5}}`` (the value is read as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, for example search.epochs=5")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else None
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def resolve(config_path: str | None = None, overrides: list[tuple[dict[str, Any], str]] = ()) -> dict[str, Any]:
+    """Defaults <- the YAML file <- each ``(override, origin)`` in order."""
+    config = copy.deepcopy(DEFAULTS)
+    if config_path:
+        config = merge(config, load_yaml(config_path), str(config_path))
+    for override, origin in overrides:
+        config = merge(config, override, origin)
+    size = config["data"]["image_size"]
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise ConfigError(f"data.image_size: expected [height, width] as two positive integers, got {size!r}")
+    return config

@@ -1,0 +1,168 @@
+"""Training and evaluation of a fixed network (SEARCH-Net or a baseline)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from udarts.engine.runs import Run
+from udarts.metrics import ConfusionMatrix, chance_miou
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("cosine", "none")
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch: a resumed run replays exactly the epochs it had not done."""
+    return seed * 100_003 + epoch
+
+
+def seed_epoch(loaders: Iterable[DataLoader], seed: int, epoch: int) -> None:
+    torch.manual_seed(epoch_seed(seed, epoch))
+    for index, loader in enumerate(loaders):
+        if loader.generator is not None:
+            loader.generator.manual_seed(epoch_seed(seed, epoch) + 7919 * (index + 1))
+
+
+def build_optimizer(
+    name: str, parameters: Iterable[nn.Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, betas=betas, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, betas=betas, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
+
+
+def build_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int, min_lr: float = 0.0):
+    """Stepped once per epoch. ``cosine``: cosine annealing from the initial lr to ``min_lr``."""
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs), eta_min=min_lr)
+    if name == "none":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+    raise ValueError(f"unknown scheduler {name!r}; expected one of {SCHEDULERS}")
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    num_classes: int,
+    ignore_index: int | None,
+    device: torch.device,
+    loss_fn: Callable | None = None,
+    progress: bool = True,
+    desc: str = "eval",
+) -> dict[str, Any]:
+    """Loss (mean over images) and confusion-matrix metrics over the whole ``loader``."""
+    was_training = model.training
+    model.eval()
+    confusion = ConfusionMatrix(num_classes, ignore_index)
+    loss_sum, count = 0.0, 0
+    for images, masks in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        images, masks = images.to(device), masks.to(device)
+        logits = model(images)
+        if loss_fn is not None:
+            loss_sum += float(loss_fn(logits, masks)) * images.shape[0]
+            count += images.shape[0]
+        confusion.update(logits, masks)
+    model.train(was_training)
+    metrics = confusion.compute()
+    metrics["loss"] = loss_sum / count if count else math.nan
+    metrics["chance_miou"] = chance_miou(confusion.matrix)
+    return metrics
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: Callable,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    progress: bool = True,
+    desc: str = "train",
+) -> float:
+    model.train()
+    loss_sum, count = 0.0, 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress)
+    for images, masks in bar:
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(images), masks)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {float(loss)}; lower the learning rate")
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * images.shape[0]
+        count += images.shape[0]
+        bar.set_postfix(loss=f"{loss_sum / count:.4f}")
+    return loss_sum / max(count, 1)
+
+
+def fit(
+    model: nn.Module,
+    *,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    loss_fn: Callable,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    epochs: int,
+    run: Run,
+    device: torch.device,
+    num_classes: int,
+    ignore_index: int | None,
+    seed: int,
+    checkpoint_extra: dict[str, Any],
+    start_epoch: int = 0,
+    best_miou: float = -math.inf,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train from ``start_epoch`` to ``epochs``; log, and checkpoint ``last.pt`` / ``best.pt`` every epoch."""
+    last_metrics: dict[str, Any] = {}
+    epoch_bar = tqdm(range(start_epoch, epochs), desc="epochs", disable=not progress, initial=start_epoch, total=epochs)
+    for epoch in epoch_bar:
+        seed_epoch([train_loader], seed, epoch)
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, device, progress, f"epoch {epoch + 1}")
+        scheduler.step()
+        val = evaluate(model, val_loader, num_classes, ignore_index, device, loss_fn, progress, "val")
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val["loss"],
+            "val_miou": val["miou"],
+            "val_pixel_accuracy": val["pixel_accuracy"],
+            "val_iou_per_class": val["iou_per_class"],
+            "lr": lr,
+            "seconds": time.perf_counter() - started,
+        }
+        is_best = val["miou"] > best_miou
+        best_miou = max(best_miou, val["miou"])
+        run.log(record, step=epoch + 1)
+        state = {
+            "kind": "train",
+            "epoch": epoch + 1,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "best_miou": best_miou,
+            "val_miou": val["miou"],
+            **checkpoint_extra,
+        }
+        run.save(state, "last.pt")
+        if is_best:
+            run.save(state, "best.pt")
+        epoch_bar.set_postfix(train_loss=f"{train_loss:.4f}", val_miou=f"{val['miou']:.4f}")
+        last_metrics = record
+    return {"best_miou": best_miou, "last": last_metrics}

@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from udarts.genotype import Genotype, derive
+from udarts.nets.cell import Cell, all_edges
+from udarts.nets.searchnet import SearchNet
+from udarts.nets.ushape import cell_slots
+from udarts.ops import OPS, OpSettings
+from udarts.search.supernet import SuperNet, search_op_names
+
+
+def random_genotype(seed=0, ops=search_op_names()) -> Genotype:
+    torch.manual_seed(seed)
+    alphas = [torch.randn(len(all_edges(slot.num_inputs, 3)), len(ops)) for slot in cell_slots(1)]
+    return derive(alphas, ops, 3, settings=OpSettings(expand_ratio=2))
+
+
+def op_type(name: str) -> type:
+    return type(OPS[name](4, OpSettings()))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_searchnet_contains_exactly_the_genotype_ops(seed):
+    genotype = random_genotype(seed)
+    net = SearchNet(genotype, in_channels=3, num_classes=5, width=4)
+    for cell, cell_genotype in zip(net.cells, genotype.cells):
+        assert cell.edges == cell_genotype.edges()
+        assert len(cell.ops) == len(cell_genotype.ops())
+        for op, name in zip(cell.ops, cell_genotype.ops()):
+            assert type(op) is op_type(name), (cell_genotype.name, name)
+            if name.startswith("dil_conv"):
+                assert op[0].dilation == (2, 2)
+            if name.startswith("mbconv"):
+                assert op.conv_pw[0].out_channels == 2 * cell.channels  # expand_ratio from the genotype
+    assert net(torch.randn(2, 3, 16, 24)).shape == (2, 5, 16, 24)
+
+
+def test_searchnet_builds_at_any_width_and_shares_the_u_wiring_with_the_supernet():
+    genotype = random_genotype()
+    for width in (4, 8, 12):
+        net = SearchNet(genotype, 3, 2, width)
+        assert [slot.channels for slot in net.slots] == [width * m for m in (1, 2, 4, 8, 8, 4, 2, 1)]
+    supernet = SuperNet(3, 2, 4, num_nodes=3)
+    net = SearchNet(genotype, 3, 2, 4)
+
+    def wiring(model):
+        """(name, type) of every module outside the cells' edge ops: stem, resampling, projections, head."""
+        return {
+            (name, type(module))
+            for name, module in model.named_modules()
+            if name and ".ops" not in name and not isinstance(module, Cell)
+        }
+
+    assert wiring(supernet) == wiring(net)
+    assert all(isinstance(cell, Cell) for cell in supernet.cells) and all(type(cell) is Cell for cell in net.cells)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        net(torch.randn(1, 3, 12, 16))

@@ -1,0 +1,98 @@
+"""End to end through the command line, on tiny inputs."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from udarts.cli import DEMO_SETTINGS, main
+from udarts.genotype import Genotype
+
+TINY = ["--no-progress", "--image-size", "16x16", "--batch-size", "4", "--width", "4",
+        "--set", "data.num_samples=24", "--set", "model.num_nodes=2"]
+
+
+def test_search_derive_train_eval_predict(tmp_path, capsys):
+    search_dir, train_dir = tmp_path / "search", tmp_path / "train"
+    assert main(["search", *TINY, "--epochs", "2", "--out", str(search_dir)]) == 0
+    for name in ("config.yaml", "metrics.jsonl", "alphas.jsonl", "genotype.json", "last.pt", "best.pt"):
+        assert (search_dir / name).is_file(), name
+    assert any((search_dir / "tb").iterdir())
+    genotype = Genotype.load(search_dir / "genotype.json")
+    assert genotype.search["width"] == 4 and genotype.search["seed"] == 0
+    alphas_log = [json.loads(line) for line in (search_dir / "alphas.jsonl").read_text().splitlines()]
+    assert len(alphas_log) == 2 and set(alphas_log[0]["cells"]) == {f"C{i}" for i in range(1, 9)}
+
+    # derive again from the checkpoint, keeping one edge per node
+    assert main(["derive", str(search_dir / "last.pt"), "--top-k", "1", "--out", str(tmp_path / "top1.json")]) == 0
+    top1 = Genotype.load(tmp_path / "top1.json")
+    assert all(len(node) == 1 for cell in top1.cells for node in cell.nodes)
+
+    # retrain at another width, for another class count: the genotype carries none
+    assert main(["train", *TINY, "--width", "6", "--epochs", "2", "--genotype", str(search_dir / "genotype.json"),
+                 "--out", str(train_dir)]) == 0
+    state = torch.load(train_dir / "best.pt", weights_only=False)
+    assert state["model_spec"]["name"] == "searchnet" and state["model_spec"]["width"] == 6
+    logged = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in logged] == [1, 2]
+
+    capsys.readouterr()
+    assert main(["eval", str(train_dir / "best.pt"), "--no-progress", "--json", str(tmp_path / "eval.json")]) == 0
+    table = capsys.readouterr().out
+    assert "| background |" in table and "mIoU" in table
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["miou"] == pytest.approx(max(r["val_miou"] for r in logged))
+    assert set(result["iou_per_class"]) == {"background", "disc", "rectangle", "triangle"}
+
+    image_dir = tmp_path / "images"
+    image_dir.mkdir()
+    Image.new("RGB", (40, 24), (120, 30, 200)).save(image_dir / "a.png")
+    assert main(["predict", str(train_dir / "best.pt"), str(image_dir), "--out", str(tmp_path / "pred"), "--no-progress"]) == 0
+    with Image.open(tmp_path / "pred" / "a_mask.png") as mask:
+        assert mask.size == (40, 24)
+
+
+def test_dry_run_prints_the_parameter_count_of_the_paper_configuration(capsys):
+    assert main(["search", "--dry-run", "--no-progress", "--width", "64"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out[: out.rindex("}") + 1])
+    assert report["width"] == 64 and len(report["parameters_per_cell"]) == 8
+    assert 550e6 < report["parameters"] < 750e6
+    assert "supernet parameters:" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "--set", "search.epoks=3"], "unknown key 'search.epoks'"),
+        (["search", "--set", "search.epochs=three"], "search.epochs: expected a number"),
+        (["search", "--image-size", "abc"], "--image-size"),
+        (["train", "--epochs", "1"], "train.genotype"),
+        (["train", "--genotype", "missing.json", "--epochs", "1"], "missing.json: genotype file not found"),
+        (["search", "--data", "camvid", "--root", "/nonexistent/camvid"], "/nonexistent/camvid"),
+        (["search", "--config", "nope.yaml"], "nope.yaml: config file not found"),
+    ],
+)
+def test_bad_configs_name_the_key_or_file(tmp_path, capsys, args, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--no-progress", "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_config_file_and_flags_layer(tmp_path):
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text("search:\n  epochs: 7\nmodel:\n  width: 12\n")
+    from udarts.cli import build_parser, load_config
+
+    args = build_parser().parse_args(["search", "--config", str(config_path), "--width", "5", "--set", "search.order=second"])
+    config = load_config(args, "search")
+    assert config["search"]["epochs"] == 7 and config["model"]["width"] == 5 and config["search"]["order"] == "second"
+    assert config["search"]["alpha_lr"] == 3e-4  # the default survives
+
+
+def test_demo_settings_are_valid_config_keys():
+    from udarts.config import resolve
+
+    config = resolve(None, [(DEMO_SETTINGS, "demo")])
+    assert config["model"]["width"] == 8
