@@ -147,6 +147,25 @@ def _dataset_info(dataset) -> dict[str, Any]:
 # ---- search --------------------------------------------------------------------------------
 
 
+def _resume(args: argparse.Namespace, kind: str):
+    """The run folder, config and last checkpoint of an interrupted ``kind`` ("search" or "train") run.
+
+    The run's own config is kept; only ``--epochs`` may change it (to extend a run). Log lines
+    written after the last checkpoint (a crash between the two) are dropped.
+    """
+    from udarts.engine.runs import Run, load_checkpoint
+
+    run = Run(args.resume, resume=True)
+    overrides = [(run.config(), str(run.path / "config.yaml"))]
+    if args.epochs is not None:
+        overrides.append(({kind: {"epochs": args.epochs}}, "--epochs"))
+    state = load_checkpoint(run.path / "last.pt")
+    if state.get("kind") != kind:
+        raise ConfigError(f"{run.path / 'last.pt'} is not a {kind} checkpoint (kind {state.get('kind')!r})")
+    run.truncate_logs(state["epoch"])
+    return run, resolve(None, overrides), state
+
+
 def _supernet(config: dict[str, Any], num_classes: int):
     from udarts.search.supernet import SuperNet, search_op_names
 
@@ -198,7 +217,7 @@ def dry_run(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
 def command_search(args: argparse.Namespace, config: dict[str, Any] | None = None, run_path: Path | None = None) -> Path:
     from torch.utils.data import Subset
 
-    from udarts.engine.runs import Run, load_checkpoint, new_run_dir
+    from udarts.engine.runs import Run, new_run_dir
     from udarts.engine.searcher import search
     from udarts.engine.trainer import build_optimizer
     from udarts.losses import build_loss
@@ -206,13 +225,7 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
 
     resume_state = None
     if getattr(args, "resume", None):
-        run = Run(args.resume, resume=True)
-        config = resolve(None, [(run.config(), str(run.path / "config.yaml"))] + (
-            [(_flag_overrides(args, "search"), "command-line flags")] if args.epochs is not None else []))
-        resume_state = load_checkpoint(run.path / "last.pt")
-        if resume_state.get("kind") != "search":
-            raise ConfigError(f"{run.path}/last.pt is not a search checkpoint")
-        run.truncate_logs(resume_state["epoch"])
+        run, config, resume_state = _resume(args, "search")
     config = config or load_config(args, "search")
     device = resolve_device(config["device"])
     progress = config["progress"]
@@ -319,20 +332,14 @@ def _model_spec(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
 
 
 def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None, run_path: Path | None = None) -> Path:
-    from udarts.engine.runs import Run, load_checkpoint, new_run_dir
+    from udarts.engine.runs import Run, new_run_dir
     from udarts.engine.trainer import build_optimizer, build_scheduler, evaluate, fit
     from udarts.losses import build_loss
     from udarts.models import build_model
 
     resume_state = None
     if getattr(args, "resume", None):
-        run = Run(args.resume, resume=True)
-        config = resolve(None, [(run.config(), str(run.path / "config.yaml"))] + (
-            [(_flag_overrides(args, "train"), "command-line flags")] if args.epochs is not None else []))
-        resume_state = load_checkpoint(run.path / "last.pt")
-        if resume_state.get("kind") != "train":
-            raise ConfigError(f"{run.path}/last.pt is not a training checkpoint")
-        run.truncate_logs(resume_state["epoch"])
+        run, config, resume_state = _resume(args, "train")
     config = config or load_config(args, "train")
     device = resolve_device(config["device"])
     seed_everything(config["seed"])

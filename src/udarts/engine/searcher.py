@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from udarts.engine.runs import Run, atomic_write_text
+from udarts.engine.runs import Run
 from udarts.engine.trainer import seed_epoch
 from udarts.genotype import Genotype, derive
 from udarts.metrics import ConfusionMatrix
