@@ -1,4 +1,4 @@
-"""The ``udarts`` command: search, derive, train, eval, predict and demo.
+"""The ``udarts`` command: search, derive, train, eval, predict, demo, compare and report.
 
 This module is the only place where a config becomes keyword arguments. Every command resolves
 its config as defaults <- ``--config FILE`` <- flags <- ``--set KEY=VALUE`` and writes the result
@@ -169,7 +169,9 @@ def _resume(args: argparse.Namespace, kind: str):
 def _supernet(config: dict[str, Any], num_classes: int):
     from udarts.search.supernet import SuperNet, search_op_names
 
-    model = config["model"]
+    model, search_config = config["model"], config["search"]
+    if search_config["mode"] == "pc_darts" and model["width"] % search_config["partial_channel_k"]:
+        raise ConfigError(f"search.partial_channel_k = {search_config['partial_channel_k']} must divide model.width = {model['width']}")
     return SuperNet(
         in_channels=3,
         num_classes=num_classes,
@@ -177,6 +179,10 @@ def _supernet(config: dict[str, Any], num_classes: int):
         num_nodes=model["num_nodes"],
         op_names=search_op_names(model["ops"], model["include_none"]),
         settings=OpSettings(affine=False, expand_ratio=model["expand_ratio"], se_ratio=model["se_ratio"]),
+        mode=search_config["mode"],
+        partial_channel_k=search_config["partial_channel_k"],
+        prunable=search_config["prune_start_epoch"] is not None,
+        checkpoint_cells=search_config["checkpoint_cells"],
     )
 
 
@@ -187,6 +193,7 @@ def _search_meta(config: dict[str, Any], dataset_name: str) -> dict[str, Any]:
         "image_size": config["data"]["image_size"],
         "seed": config["seed"],
         "epochs": config["search"]["epochs"],
+        "mode": config["search"]["mode"],
         "order": config["search"]["order"],
         "loss": config["search"]["loss"],
         "top_k": config["search"]["top_k"],
@@ -215,19 +222,35 @@ def dry_run(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
 
 
 def command_search(args: argparse.Namespace, config: dict[str, Any] | None = None, run_path: Path | None = None) -> Path:
+    """Search; under ``torchrun`` every process runs this, and rank 0 alone writes the run folder."""
+    import os
+
     from torch.utils.data import Subset
 
-    from udarts.engine.runs import Run, new_run_dir
+    from udarts.efficiency import MixedPrecision, compile_model, to_channels_last
+    from udarts.engine import distributed as multiprocess
+    from udarts.engine.runs import Run, load_checkpoint, new_run_dir
     from udarts.engine.searcher import search
     from udarts.engine.trainer import build_optimizer
     from udarts.losses import build_loss
     from udarts.search.darts import DartsStrategy
+    from udarts.search.pruning import PruningSchedule
+    from udarts.search.resource import ExpectedFlopsPenalty
+    from udarts.search.sampling import TemperatureSchedule
 
     resume_state = None
+    launched_rank = int(os.environ.get("RANK", "0")) if multiprocess.launched_world_size() > 1 else 0
     if getattr(args, "resume", None):
-        run, config, resume_state = _resume(args, "search")
+        if launched_rank == 0:
+            run, config, resume_state = _resume(args, "search")
+            run.truncate_logs(resume_state["epoch"], names=("pruning.jsonl",))
+        else:  # the other processes of a torchrun launch only read (rank 0 truncates the logs)
+            run = Run(args.resume, resume=True)
+            overrides = [(run.config(), str(run.path / "config.yaml"))]
+            if args.epochs is not None:
+                overrides.append(({"search": {"epochs": args.epochs}}, "--epochs"))
+            config, resume_state = resolve(None, overrides), load_checkpoint(run.path / "last.pt")
     config = config or load_config(args, "search")
-    device = resolve_device(config["device"])
     progress = config["progress"]
 
     if getattr(args, "dry_run", False):
@@ -237,6 +260,13 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
         print(f"supernet parameters: {report['parameters']:,} ({report['parameters'] / 1e6:.1f} M); "
               f"forward: {report['forward_gflops_per_image']:.1f} GFLOPs per {report['image_size'][0]}x{report['image_size'][1]} image")
         return Path(".")
+
+    try:
+        distributed = multiprocess.init_from_environment(config["device"])
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    device = distributed.device if distributed is not None else resolve_device(config["device"])
+    is_main = distributed is None or distributed.is_main
 
     seed_everything(config["seed"])
     train_set = _split(config, "train", augment=True)
@@ -251,8 +281,12 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
     info = _dataset_info(train_set)
     num_classes = len(info["class_names"])
 
-    model = _supernet(config, num_classes).to(device)
     search_config = config["search"]
+    model = _supernet(config, num_classes).to(device)
+    if distributed is not None and search_config["sync_batchnorm"]:
+        multiprocess.convert_batchnorm(model)
+    if search_config["channels_last"]:
+        to_channels_last(model)
     weight_optimizer = build_optimizer(
         search_config["weight_optimizer"], model.weight_parameters(), search_config["weight_lr"],
         weight_decay=search_config["weight_decay"],
@@ -261,53 +295,89 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
         model.arch_parameters(), lr=search_config["alpha_lr"], betas=tuple(search_config["alpha_betas"]),
         weight_decay=search_config["alpha_weight_decay"],
     )
+    precision = MixedPrecision(search_config["amp"], device)
+    flops_penalty = None
+    if search_config["flops_penalty"] > 0:
+        flops_penalty = ExpectedFlopsPenalty(model, config["data"]["image_size"], search_config["flops_penalty"])
     strategy = DartsStrategy(
         model, build_loss(search_config["loss"], info["ignore_index"]), weight_optimizer, alpha_optimizer,
         order=search_config["order"], unrolled_lr=search_config["unrolled_lr"], weight_grad_clip=search_config["grad_clip"],
+        alpha_penalty=flops_penalty, precision=precision if precision.enabled else None,
+        gradient_sync=distributed.average_ if distributed is not None else None,
     )
     start_epoch, best = 0, -math.inf
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
         weight_optimizer.load_state_dict(resume_state["weight_optimizer"])
         alpha_optimizer.load_state_dict(resume_state["alpha_optimizer"])
+        if strategy.grad_scaler is not None and "grad_scaler" in resume_state:
+            strategy.grad_scaler.load_state_dict(resume_state["grad_scaler"])
         start_epoch, best = resume_state["epoch"], resume_state["best_miou"]
-    else:
+    elif is_main:
         path = run_path or (Path(args.out) if getattr(args, "out", None) else new_run_dir(config["out"], "search"))
         run = Run(path, config)
-    print(f"search run: {run.path}  (device {device}, {sum(p.numel() for p in model.parameters()):,} parameters)")
+    if distributed is not None:
+        distributed.broadcast_module_(model)
+        run_dir = Path(distributed.broadcast_object(str(run.path) if is_main else None))
+        if not is_main:
+            run = None
+    else:
+        run_dir = run.path
+    if search_config["compile"]:
+        compile_model(model)
+    if is_main:
+        processes = f", {distributed.world_size} processes" if distributed is not None else ""
+        print(f"search run: {run_dir}  (device {device}{processes}, mode {search_config['mode']}, "
+              f"{sum(p.numel() for p in model.parameters()):,} parameters)")
 
+    weight_loader = _loader(config, weight_half, True, device)
+    alpha_loader = _loader(config, alpha_half, True, device)
+    if distributed is not None:
+        try:
+            weight_loader = multiprocess.shard_loader(weight_loader, distributed.rank, distributed.world_size)
+            alpha_loader = multiprocess.shard_loader(alpha_loader, distributed.rank, distributed.world_size)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+    pruning = None
+    if search_config["prune_start_epoch"] is not None:
+        pruning = PruningSchedule(search_config["prune_start_epoch"], search_config["prune_every"],
+                                  search_config["prune_ops_per_step"], search_config["prune_min_ops"])
     genotype = search(
         model, strategy,
-        weight_loader=_loader(config, weight_half, True, device),
-        alpha_loader=_loader(config, alpha_half, True, device),
+        weight_loader=weight_loader, alpha_loader=alpha_loader,
         epochs=search_config["epochs"], warmup_epochs=search_config["warmup_epochs"], run=run, device=device,
         num_classes=num_classes, ignore_index=info["ignore_index"], seed=config["seed"], top_k=search_config["top_k"],
         search_meta=_search_meta(config, config["data"]["name"]),
         checkpoint_extra={"config": config, **info}, start_epoch=start_epoch, best_miou=best, progress=progress,
+        temperature=TemperatureSchedule(search_config["tau_max"], search_config["tau_min"], search_config["tau_schedule"]),
+        pruning=pruning, flops_penalty=flops_penalty, distributed=distributed,
+        channels_last=search_config["channels_last"],
     )
-    genotype.save(run.path / "genotype.json")
-    run.close()
-    print(f"genotype: {run.path / 'genotype.json'}")
-    return run.path
+    if is_main:
+        genotype.save(run.path / "genotype.json")
+        run.close()
+        print(f"genotype: {run.path / 'genotype.json'}")
+    multiprocess.shutdown(distributed)
+    return run_dir
 
 
 def command_derive(args: argparse.Namespace) -> Path:
     from udarts.engine.runs import load_checkpoint
-    from udarts.genotype import derive
-    from udarts.nets.ushape import cell_slots
+    from udarts.genotype import architecture_from_state, derive
+    from udarts.search.supernet import search_op_names
 
     state = load_checkpoint(args.checkpoint)
     if state.get("kind") != "search":
         raise ConfigError(f"{args.checkpoint}: not a search checkpoint (kind {state.get('kind')!r})")
     config = state["config"]
-    from udarts.search.supernet import search_op_names
-
     op_names = search_op_names(config["model"]["ops"], config["model"]["include_none"])
-    alphas = [state["model"][f"cells.{slot.index}.alphas"] for slot in cell_slots(1)]
+    num_nodes = config["model"]["num_nodes"]
+    architecture = architecture_from_state(state["model"], num_nodes)  # alphas, PC-DARTS edge scales, pruning masks
     top_k = args.top_k if args.top_k is not None else config["search"]["top_k"]
     settings = OpSettings(expand_ratio=config["model"]["expand_ratio"], se_ratio=config["model"]["se_ratio"])
     meta = {**_search_meta(config, config["data"]["name"]), "epochs_done": state["epoch"], "top_k": top_k}
-    genotype = derive(alphas, op_names, config["model"]["num_nodes"], top_k, settings, meta)
+    genotype = derive(architecture["alphas"], op_names, num_nodes, top_k, settings, meta,
+                      edge_scales=architecture["edge_scales"], op_masks=architecture["op_masks"])
     source = Path(args.checkpoint)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "genotype.json"
     genotype.save(out)
@@ -333,7 +403,7 @@ def _model_spec(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
 
 def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None, run_path: Path | None = None) -> Path:
     from udarts.engine.runs import Run, new_run_dir
-    from udarts.engine.trainer import build_optimizer, build_scheduler, evaluate, fit
+    from udarts.engine.trainer import build_optimizer, build_scheduler, fit
     from udarts.losses import build_loss
     from udarts.models import build_model
 
@@ -368,14 +438,17 @@ def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None
     print(f"train run: {run.path}  ({spec['name']}, {parameters:,} parameters, device {device})")
     checkpoint_extra = {"model_spec": spec, "config": config, "image_size": config["data"]["image_size"], **info}
     val_loader = _loader(config, val_set, False, device)
-    fit(model, train_loader=_loader(config, train_set, True, device), val_loader=val_loader, loss_fn=loss_fn,
-        optimizer=optimizer, scheduler=scheduler, epochs=train_config["epochs"], run=run, device=device,
-        num_classes=num_classes, ignore_index=info["ignore_index"], seed=config["seed"],
-        checkpoint_extra=checkpoint_extra, start_epoch=start_epoch, best_miou=best, progress=config["progress"])
-    final = evaluate(model, val_loader, num_classes, info["ignore_index"], device, loss_fn, config["progress"])
+    result = fit(model, train_loader=_loader(config, train_set, True, device), val_loader=val_loader, loss_fn=loss_fn,
+                 optimizer=optimizer, scheduler=scheduler, epochs=train_config["epochs"], run=run, device=device,
+                 num_classes=num_classes, ignore_index=info["ignore_index"], seed=config["seed"],
+                 checkpoint_extra=checkpoint_extra, start_epoch=start_epoch, best_miou=best, progress=config["progress"])
     run.close()
-    print(f"final val mIoU {100 * final['miou']:.2f}  pixel accuracy {100 * final['pixel_accuracy']:.2f}  "
-          f"(best {100 * max(best, final['miou']) if start_epoch < train_config['epochs'] else 100 * best:.2f})")
+    last = result["last"]
+    if last:
+        print(f"epoch {last['epoch']}: val mIoU {100 * last['val_miou']:.2f}, pixel accuracy "
+              f"{100 * last['val_pixel_accuracy']:.2f}; best val mIoU {100 * result['best_miou']:.2f} (best.pt)")
+    else:
+        print(f"nothing to train: {run.path} already has {start_epoch} of {train_config['epochs']} epochs")
     return run.path
 
 
@@ -496,6 +569,139 @@ def command_demo(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+# ---- compare / report ----------------------------------------------------------------------
+
+
+def _comma_list(text: str | None) -> list[str]:
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(item) for item in _comma_list(text)]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r}: expected distinct integers separated by commas, for example 0,1,2")
+    return seeds
+
+
+def _parse_model_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["unet:width=8", "setr:depth=2"]`` -> ``{"unet": {"width": 8}, "setr": {"depth": 2}}`` (values read as YAML)."""
+    import yaml
+
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        label, colon, assignment = item.partition(":")
+        key, equals, raw = assignment.partition("=")
+        if not (colon and equals and label.strip() and key.strip()):
+            raise ConfigError(f"--model-option {item!r}: expected LABEL:KEY=VALUE, for example unet:width=8")
+        options.setdefault(label.strip(), {})[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return options
+
+
+def _comparison_budget(config: dict[str, Any]) -> dict[str, Any]:
+    """What every model of a comparison shares, for its table and summary."""
+    data, train = config["data"], config["train"]
+    return {
+        "dataset": data["name"], "root": data["root"], "image_size": data["image_size"], "batch_size": data["batch_size"],
+        "epochs": train["epochs"], "loss": train["loss"], "optimizer": train["optimizer"], "lr": train["lr"],
+        "momentum": train["momentum"], "weight_decay": train["weight_decay"], "scheduler": train["scheduler"],
+        "min_lr": train["min_lr"], "baseline_scale": train["model_scale"], "searchnet_width": config["model"]["width"],
+    }
+
+
+def _comparison_run_config(config: dict[str, Any], entry, seed: int) -> dict[str, Any]:
+    """The full config of one comparison run: the shared config with this model and seed."""
+    override = {"seed": seed, "train": {"model": entry.model, "genotype": entry.genotype, "model_options": dict(entry.options)}}
+    return resolve(None, [(config, "comparison"), (override, f"comparison model {entry.label}")])
+
+
+def _train_comparison_run(run, resume: bool) -> Path:
+    if resume:
+        return command_train(argparse.Namespace(resume=str(run.path), epochs=None))
+    return command_train(argparse.Namespace(), config=run.config, run_path=run.path)
+
+
+def _check_models_build(config: dict[str, Any], entries) -> None:
+    """Build every compared network once on the meta device (no memory, no data), so that a wrong
+    model option fails before any training rather than after the other models' runs."""
+    from udarts.models import build_model
+
+    for entry in entries:
+        spec = _model_spec(_comparison_run_config(config, entry, config["seed"]), num_classes=2)
+        try:
+            with torch.device("meta"):
+                build_model(spec)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"model {entry.label}: {error}") from error
+
+
+def _comparison_samples(config: dict[str, Any], count: int):
+    """The first ``count`` validation images for predictions.png, or None (count 0, data missing)."""
+    from udarts.engine.compare import take_samples
+
+    if count <= 0:
+        return None
+    try:
+        return take_samples(_split(config, "val", augment=False), count)
+    except DatasetError as error:
+        print(f"predictions.png left out: {error}", file=sys.stderr)
+        return None
+
+
+def command_compare(args: argparse.Namespace) -> Path:
+    from udarts.engine import compare
+    from udarts.engine.runs import new_run_dir
+
+    config = load_config(args, "compare")
+    if config["train"]["model_options"]:
+        raise ConfigError("train.model_options: in a comparison, give each model's options with --model-option LABEL:KEY=VALUE")
+    seeds = _parse_seeds(args.seeds) if args.seeds else [config["seed"]]
+    entries = compare.parse_entries(_comma_list(args.models), _comma_list(args.genotypes),
+                                    _parse_model_options(args.model_option or []))
+    shared = resolve(None, [(config, "comparison"),
+                            ({"seed": seeds[0], "train": {"model": "searchnet", "genotype": None}}, "comparison")])
+    _check_models_build(shared, entries)
+    root = Path(args.out) if args.out else new_run_dir(config["out"], "compare")
+    entries = compare.prepare(root, entries, seeds, shared, _comparison_budget(shared))
+    print(f"comparison: {root} ({len(entries)} model(s) x {len(seeds)} seed(s), {shared['train']['epochs']} epochs each)")
+    plans = [
+        compare.PlannedRun(entry, seed, compare.run_folder(root, entry.label, seed),
+                           _comparison_run_config(shared, entry, seed), shared["train"]["epochs"])
+        for entry in entries for seed in seeds
+    ]
+    compare.execute(plans, _train_comparison_run)
+    device = resolve_device(shared["device"])
+    compare.measure_costs(root, entries, seeds, device, repeats=args.latency_repeats)
+    written = compare.render(root, _comparison_samples(shared, args.num_images), device)
+    print(written["table_markdown"].read_text())
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return root
+
+
+def command_report(args: argparse.Namespace) -> dict[str, Path]:
+    from udarts.engine import compare, report
+
+    path = Path(args.run_dir)
+    kind = report.folder_kind(path)
+    if kind == "comparison":
+        plan = compare.load_plan(path)
+        config = resolve(None, [(plan["config"], str(path / compare.COMPARISON_FILE))])
+        device = resolve_device(args.device or config["device"])
+        compare.measure_costs(path, compare.plan_entries(plan), plan["seeds"], device, only_missing=True)
+        written = compare.render(path, _comparison_samples(config, args.num_images), device)
+    elif kind == "search":
+        written = report.report_search_run(path)
+    else:
+        written = report.report_train_run(path)
+    print(f"{kind} report:")
+    for name, file in written.items():
+        print(f"  {name}: {file}")
+    return written
+
+
 # ---- argument parsing ----------------------------------------------------------------------
 
 
@@ -551,6 +757,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="search -> derive -> retrain -> eval on synthetic data, CPU-sized")
     _common(demo)
+
+    compare = commands.add_parser("compare", help="train and evaluate several models on one budget; write the table and plots")
+    _common(compare, training=False)
+    compare.add_argument("--models", help="comma-separated baselines (unet, unet_resnet34, unetpp, fpn, deeplabv3, setr); "
+                                          "LABEL=NAME names a row")
+    compare.add_argument("--genotypes", help="comma-separated genotype.json files, each trained as SEARCH-Net; LABEL=PATH names a row")
+    compare.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: the config's seed)")
+    compare.add_argument("--model-option", action="append", metavar="LABEL:KEY=VALUE",
+                         help="a baseline's network option, e.g. unet:width=8 (repeatable)")
+    compare.add_argument("--width", type=int, help="SEARCH-Net base width w")
+    compare.add_argument("--epochs", type=int)
+    compare.add_argument("--out", help="comparison folder (default: <out>/compare-<time>); the same --out again reuses finished runs")
+    compare.add_argument("--num-images", type=int, default=4, help="validation images in predictions.png (0: none)")
+    compare.add_argument("--latency-repeats", type=int, default=10, help="timed forward passes per model (median reported)")
+
+    report = commands.add_parser("report", help="plots and summary.md of a train run, a search run or a comparison folder")
+    report.add_argument("run_dir", help="train run, search run or comparison folder")
+    report.add_argument("--device", help="comparison: device for predictions and costs not measured yet")
+    report.add_argument("--num-images", type=int, default=4, help="comparison: validation images in predictions.png (0: none)")
     return parser
 
 
@@ -563,6 +788,8 @@ def main(argv: list[str] | None = None) -> int:
         "eval": command_eval,
         "predict": command_predict,
         "demo": command_demo,
+        "compare": command_compare,
+        "report": command_report,
     }
     try:
         handlers[args.command](args)

@@ -13,7 +13,10 @@ from typing import Any
 
 import yaml
 
+from udarts.efficiency import AMP_MODES
 from udarts.ops import PAPER_OPS
+from udarts.search.sampling import TAU_SCHEDULES
+from udarts.search.supernet import SEARCH_MODES
 
 # Method settings default to the paper (and DARTS where the paper is silent); the data and the
 # width default to something that runs anywhere.
@@ -56,6 +59,23 @@ DEFAULTS: dict[str, Any] = {
         "unrolled_lr": None,  # xi of the second-order step; null = weight_lr
         "grad_clip": 5.0,
         "top_k": 2,  # kept incoming edges per node
+        # Cheaper search (docs/search_modes.md). mode: darts (every op) | gdas (one sampled op
+        # per edge, Dong & Yang 2019) | pc_darts (1/K of the channels, Xu et al. 2020)
+        "mode": "darts",
+        "tau_max": 10.0,  # gdas: Gumbel-softmax temperature at the first epoch
+        "tau_min": 0.1,  # gdas: ... at the last epoch
+        "tau_schedule": "linear",  # gdas: linear | exponential
+        "partial_channel_k": 4,  # pc_darts: 1/K of each edge's channels go through the mixed op
+        "prune_start_epoch": None,  # progressive op pruning: first pruning after this many epochs (null = off)
+        "prune_every": 10,  # ... then every this many epochs
+        "prune_ops_per_step": 1,  # ops dropped per edge per pruning
+        "prune_min_ops": 2,  # ops an edge keeps at least ('none' is never dropped)
+        "flops_penalty": 0.0,  # alpha-loss weight per expected GFLOP per image (0 = off)
+        "amp": "none",  # none | bf16 | fp16 (fp16 adds gradient scaling)
+        "channels_last": False,  # NHWC memory format (for CUDA tensor cores)
+        "checkpoint_cells": False,  # recompute cell activations in the backward pass
+        "compile": False,  # torch.compile the supernet (darts, pc_darts)
+        "sync_batchnorm": True,  # under torchrun: BatchNorm statistics of the global batch
     },
     "train": {
         "model": "searchnet",  # searchnet | unet | unet_resnet34 | unetpp | fpn | deeplabv3 | setr
@@ -74,7 +94,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Keys whose value may be null or of another type than the default's.
-_NULLABLE = {"data.root", "search.unrolled_lr", "train.genotype", "search.grad_clip"}
+_NULLABLE = {"data.root", "search.unrolled_lr", "train.genotype", "search.grad_clip", "search.prune_start_epoch"}
 # Mappings whose keys are free (passed on as keyword options), not checked against defaults.
 _FREE_MAPPINGS = {"train.model_options"}
 
@@ -169,4 +189,36 @@ def resolve(config_path: str | None = None, overrides: list[tuple[dict[str, Any]
     size = config["data"]["image_size"]
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
         raise ConfigError(f"data.image_size: expected [height, width] as two positive integers, got {size!r}")
+    check_search_settings(config["search"])
     return config
+
+
+def check_search_settings(search: dict[str, Any]) -> None:
+    """Values (not only types) of the cheaper-search keys; errors name the key."""
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(f"search.{key}: {message}")
+
+    if search["mode"] not in SEARCH_MODES:
+        raise fail("mode", f"expected one of {list(SEARCH_MODES)}, got {search['mode']!r}")
+    if search["amp"] not in AMP_MODES:
+        raise fail("amp", f"expected one of {list(AMP_MODES)}, got {search['amp']!r}")
+    if search["tau_schedule"] not in TAU_SCHEDULES:
+        raise fail("tau_schedule", f"expected one of {list(TAU_SCHEDULES)}, got {search['tau_schedule']!r}")
+    for key in ("tau_max", "tau_min"):
+        if search[key] <= 0:
+            raise fail(key, f"must be > 0, got {search[key]}")
+    for key in ("partial_channel_k", "prune_every", "prune_ops_per_step", "prune_min_ops"):
+        if search[key] < 1:
+            raise fail(key, f"must be >= 1, got {search[key]}")
+    if search["flops_penalty"] < 0:
+        raise fail("flops_penalty", f"must be >= 0, got {search['flops_penalty']}")
+    start = search["prune_start_epoch"]
+    if start is not None:
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise fail("prune_start_epoch", f"expected an integer or null, got {start!r}")
+        if start <= search["warmup_epochs"]:
+            raise fail("prune_start_epoch", f"must come after the warm-up (search.warmup_epochs = {search['warmup_epochs']}), got {start}")
+    if search["order"] == "second" and search["mode"] == "gdas":
+        raise fail("order", "second-order DARTS needs a deterministic network; use it with mode darts or pc_darts")
+    if search["order"] == "second" and search["amp"] == "fp16":
+        raise fail("amp", "fp16 (gradient scaling) does not work with search.order = second; use bf16")

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from udarts import __version__
-from udarts.nets.cell import all_edges
+from udarts.nets.cell import all_edges, softmax_per_node
 from udarts.nets.ushape import NUM_CELLS, cell_slots
 from udarts.ops import NONE_OP, OPS, OpSettings
 
@@ -140,18 +140,35 @@ def to_json(data: dict[str, Any]) -> str:
 
 # ---- derivation ----------------------------------------------------------------------------
 def derive_cell(
-    name: str, alphas: Tensor, op_names: Sequence[str], num_inputs: int, num_nodes: int, top_k: int = 2
+    name: str,
+    alphas: Tensor,
+    op_names: Sequence[str],
+    num_inputs: int,
+    num_nodes: int,
+    top_k: int = 2,
+    edge_scales: Tensor | None = None,
+    op_mask: Tensor | None = None,
 ) -> CellGenotype:
     """One cell's genotype from its alphas ``(num_edges, num_ops)``.
 
     Each edge is ranked by its strongest non-``none`` op (softmax weight over the edge's ops);
     each node keeps its ``top_k`` strongest incoming edges (all of them when it has fewer), each
     with that op. Ties go to the lower source.
+
+    ``edge_scales`` ``(num_edges,)``: PC-DARTS's edge normalisation (``softmax(betas)`` over each
+    node's incoming edges); an edge's op weights are multiplied by its scale before edges are
+    ranked, as PC-DARTS derives. ``op_mask`` ``(num_edges, num_ops)``: the ops progressive
+    pruning kept; dropped ops leave the softmax and are never chosen.
     """
     edges = all_edges(num_inputs, num_nodes)
     if tuple(alphas.shape) != (len(edges), len(op_names)):
         raise ValueError(f"{name}: alphas of shape {tuple(alphas.shape)}, expected {(len(edges), len(op_names))}")
-    weights = torch.softmax(alphas.detach().float(), dim=-1)
+    logits = alphas.detach().float()
+    if op_mask is not None:
+        logits = logits.masked_fill(~torch.as_tensor(op_mask, dtype=torch.bool, device=logits.device), float("-inf"))
+    weights = torch.softmax(logits, dim=-1)
+    if edge_scales is not None:
+        weights = weights * edge_scales.detach().float().reshape(-1, 1)
     candidates = [index for index, op_name in enumerate(op_names) if op_name != NONE_OP]
     if not candidates:
         raise ValueError(f"{name}: the op set has no op besides 'none'")
@@ -162,8 +179,15 @@ def derive_cell(
             if target != node:
                 continue
             row = weights[edge_index, candidates]
+            if op_mask is not None:
+                active = torch.as_tensor(op_mask, dtype=torch.bool)[edge_index, candidates].to(row.device)
+                if not bool(active.any()):
+                    continue  # pruning left this edge only 'none'
+                row = row.masked_fill(~active, -1.0)
             best = int(torch.argmax(row))
             scored.append((-float(row[best]), source, op_names[candidates[best]]))
+        if not scored:
+            raise ValueError(f"{name}: node {node} has no incoming edge with an op besides 'none'")
         kept = sorted(scored)[:top_k]
         nodes.append(tuple((op_name, source) for _, source, op_name in sorted(kept, key=lambda item: item[1])))
     return CellGenotype(name, num_inputs, tuple(nodes))
@@ -176,15 +200,25 @@ def derive(
     top_k: int = 2,
     settings: OpSettings = OpSettings(),
     search: dict[str, Any] | None = None,
+    edge_scales: Sequence[Tensor] | None = None,
+    op_masks: Sequence[Tensor] | None = None,
 ) -> Genotype:
-    """The genotype of the whole U from the eight cells' alphas (cell order C1..C8)."""
+    """The genotype of the whole U from the eight cells' alphas (cell order C1..C8); optionally
+    each cell's PC-DARTS edge scales and pruning op mask (see ``derive_cell``)."""
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     slots = cell_slots(1)
     if len(alphas) != len(slots):
         raise ValueError(f"expected alphas for {len(slots)} cells, got {len(alphas)}")
+    for label, per_cell in (("edge scales", edge_scales), ("op masks", op_masks)):
+        if per_cell is not None and len(per_cell) != len(slots):
+            raise ValueError(f"expected {label} for {len(slots)} cells, got {len(per_cell)}")
     cells = tuple(
-        derive_cell(slot.name, cell_alphas, op_names, slot.num_inputs, num_nodes, top_k)
+        derive_cell(
+            slot.name, cell_alphas, op_names, slot.num_inputs, num_nodes, top_k,
+            edge_scales=None if edge_scales is None else edge_scales[slot.index],
+            op_mask=None if op_masks is None else op_masks[slot.index],
+        )
         for slot, cell_alphas in zip(slots, alphas)
     )
     return Genotype(
@@ -296,3 +330,23 @@ def _parse(data: Any, origin: str) -> Genotype:
         search=search,
         udarts_version=str(data.get("udarts_version", "unknown")),
     )
+
+
+
+def architecture_from_state(state_dict: dict[str, Tensor], num_nodes: int) -> dict[str, list[Tensor] | None]:
+    """The architecture tensors of a supernet state dict (a search checkpoint's ``model``):
+    ``{"alphas": [8 tensors], "edge_scales": [8] or None, "op_masks": [8] or None}``, ready for
+    ``derive(alphas, ..., edge_scales=..., op_masks=...)``. ``edge_scales`` are the softmax of
+    PC-DARTS's betas over each node's incoming edges; ``op_masks`` are pruning's masks."""
+    slots = cell_slots(1)
+    alphas = [state_dict[f"cells.{slot.index}.alphas"] for slot in slots]
+    edge_scales = None
+    if all(f"cells.{slot.index}.betas" in state_dict for slot in slots):
+        edge_scales = [
+            softmax_per_node(state_dict[f"cells.{slot.index}.betas"].detach().float(), all_edges(slot.num_inputs, num_nodes))
+            for slot in slots
+        ]
+    op_masks = None
+    if all(f"cells.{slot.index}.op_mask" in state_dict for slot in slots):
+        op_masks = [state_dict[f"cells.{slot.index}.op_mask"].bool() for slot in slots]
+    return {"alphas": alphas, "edge_scales": edge_scales, "op_masks": op_masks}

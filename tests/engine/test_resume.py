@@ -2,11 +2,9 @@
 
 import json
 
-import pytest
 import torch
 
 from udarts.cli import main
-from udarts.engine.runs import Run
 
 TINY = ["--no-progress", "--data", "synthetic", "--image-size", "16x16", "--batch-size", "4", "--width", "4",
         "--set", "data.num_samples=16", "--set", "model.num_nodes=2", "--set", "model.ops=[conv_3x3,identity]"]
@@ -20,24 +18,6 @@ def assert_same_state(a, b):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
-
-
-@pytest.fixture
-def crash_after_logging_epoch(monkeypatch):
-    """Make the run die right after it logs epoch ``n``, before that epoch's checkpoint."""
-
-    def arm(n):
-        original = Run.log
-
-        def log_then_crash(self, record, step):
-            original(self, record, step)
-            if record.get("epoch") == n:
-                raise KeyboardInterrupt
-
-        monkeypatch.setattr(Run, "log", log_then_crash)
-        return lambda: monkeypatch.setattr(Run, "log", original)
-
-    return arm
 
 
 def test_resumed_search_matches_an_uninterrupted_one(tmp_path, crash_after_logging_epoch):

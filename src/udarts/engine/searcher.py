@@ -1,5 +1,19 @@
 """The search loop: runs a ``DartsStrategy`` over the two halves of the training split, logs the
-alphas every epoch, and keeps the derived genotype of the current alphas in the run folder."""
+alphas every epoch, and keeps the derived genotype of the current alphas in the run folder.
+
+Options for the cheaper search modes (``docs/search_modes.md``):
+
+- ``temperature``: GDAS's Gumbel-softmax temperature schedule; the sampler is also reseeded every
+  epoch from the run's seed, so a resumed run samples what an uninterrupted one would;
+- ``pruning``: progressive op pruning (``udarts.search.pruning``), applied at the end of the
+  epochs it names; what was dropped when is appended to ``pruning.jsonl`` and counted in
+  ``metrics.jsonl`` (``active_ops``, ``dropped_ops``); the masks are in the checkpoint's model;
+- ``flops_penalty``: logs the expected GFLOPs per image every epoch;
+- ``distributed``: one process of a ``torchrun`` launch; the epoch's losses and confusion matrix
+  are summed over the processes, and only the process whose ``run`` is not ``None`` (rank 0)
+  writes anything;
+- ``channels_last``: batches move to the device in channels-last memory format.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +26,26 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from udarts.efficiency import to_device
 from udarts.engine.runs import Run
-from udarts.engine.trainer import seed_epoch
+from udarts.engine.trainer import epoch_seed, seed_epoch
 from udarts.genotype import Genotype, derive
 from udarts.metrics import ConfusionMatrix
 from udarts.search.darts import DartsStrategy
+from udarts.search.pruning import PruningSchedule, count_active_ops, prune
+from udarts.search.sampling import TemperatureSchedule
 from udarts.search.supernet import SuperNet
+
+# Offset of the sampler's seed from the epoch's seed (which seeds torch's global generator).
+SAMPLER_SEED_OFFSET = 104_729
 
 
 def current_genotype(model: SuperNet, top_k: int, search_meta: dict[str, Any]) -> Genotype:
-    return derive(model.arch_parameters(), model.op_names, model.num_nodes, top_k, model.settings, search_meta)
+    masks = model.op_masks() if not all(bool(mask.all()) for mask in model.op_masks()) else None
+    return derive(
+        model.alpha_parameters(), model.op_names, model.num_nodes, top_k, model.settings, search_meta,
+        edge_scales=model.edge_normalization_weights(), op_masks=masks,
+    )
 
 
 def log_alphas(run: Run, model: SuperNet, epoch: int) -> None:
@@ -31,12 +55,22 @@ def log_alphas(run: Run, model: SuperNet, epoch: int) -> None:
         "op_names": list(model.op_names),
         "cells": {slot.name: weights.tolist() for slot, weights in zip(model.slots, model.alphas_softmax())},
     }
+    edge_weights = model.edge_normalization_weights()
+    if edge_weights is not None:
+        record["edge_weights"] = {slot.name: weights.tolist() for slot, weights in zip(model.slots, edge_weights)}
     with open(run.path / "alphas.jsonl", "a") as handle:
         handle.write(json.dumps(record) + "\n")
     writer = run.tensorboard()
     for slot, weights in zip(model.slots, model.alphas_softmax()):
         for op_index, op_name in enumerate(model.op_names):
             writer.add_scalar(f"alphas/{slot.name}/{op_name}", float(weights[:, op_index].mean()), epoch)
+
+
+def log_pruning(run: Run, epoch: int, records: list[dict[str, Any]]) -> None:
+    """Append one line per pruned edge to ``pruning.jsonl``."""
+    with open(run.path / "pruning.jsonl", "a") as handle:
+        for record in records:
+            handle.write(json.dumps({"epoch": epoch, **record}) + "\n")
 
 
 def search(
@@ -47,7 +81,7 @@ def search(
     alpha_loader: DataLoader,
     epochs: int,
     warmup_epochs: int,
-    run: Run,
+    run: Run | None,
     device: torch.device,
     num_classes: int,
     ignore_index: int | None,
@@ -59,10 +93,21 @@ def search(
     best_miou: float = -math.inf,
     progress: bool = True,
     on_epoch_end: Callable[[int], None] | None = None,
+    temperature: TemperatureSchedule | None = None,
+    pruning: PruningSchedule | None = None,
+    flops_penalty: Any = None,
+    distributed: Any = None,
+    channels_last: bool = False,
 ) -> Genotype:
+    progress = progress and run is not None
     epoch_bar = tqdm(range(start_epoch, epochs), desc="search", disable=not progress, initial=start_epoch, total=epochs)
     for epoch in epoch_bar:
         seed_epoch([weight_loader, alpha_loader], seed, epoch)
+        tau = None
+        if temperature is not None and model.sampler is not None:
+            tau = temperature.at(epoch, epochs)
+            model.set_temperature(tau)
+            model.reseed_sampler(epoch_seed(seed, epoch) + SAMPLER_SEED_OFFSET)
         update_alphas = epoch >= warmup_epochs
         started = time.perf_counter()
         model.train()
@@ -76,8 +121,8 @@ def search(
             disable=not progress,
         )
         for (train_images, train_masks), (val_images, val_masks) in bar:
-            train_batch = (train_images.to(device), train_masks.to(device))
-            val_batch = (val_images.to(device), val_masks.to(device))
+            train_batch = (to_device(train_images, device, channels_last), train_masks.to(device))
+            val_batch = (to_device(val_images, device, channels_last), val_masks.to(device))
             out = strategy.step(train_batch, val_batch, update_alphas=update_alphas)
             steps += 1
             train_loss_sum += float(out["train_loss"])
@@ -90,9 +135,16 @@ def search(
             if not math.isfinite(float(out["train_loss"])):
                 raise FloatingPointError("search loss became non-finite; lower search.weight_lr")
 
+        if distributed is not None:
+            train_loss_sum, val_loss_sum = _mean_over_processes(distributed, train_loss_sum, val_loss_sum, device)
+            confusion.matrix = distributed.sum_(confusion.matrix.to(device)).cpu()
+            distributed.broadcast_module_(model, buffers_only=True)  # BN running statistics (and op masks) of rank 0
+
+        pruned: list[dict[str, Any]] = []
+        if pruning is not None and pruning.is_due(epoch + 1):
+            pruned = prune(model, pruning)
+
         genotype = current_genotype(model, top_k, {**search_meta, "epochs_done": epoch + 1})
-        genotype.save(run.path / "genotype.json")
-        log_alphas(run, model, epoch + 1)
         metrics = confusion.compute()
         record = {
             "epoch": epoch + 1,
@@ -104,24 +156,48 @@ def search(
             "alphas_updated": update_alphas,
             "seconds": time.perf_counter() - started,
         }
-        run.log(record, step=epoch + 1)
+        if tau is not None:
+            record["tau"] = tau
+        if pruning is not None:
+            record["active_ops"] = count_active_ops(model)
+            record["dropped_ops"] = sum(len(item["dropped"]) for item in pruned)
+        if flops_penalty is not None:
+            with torch.no_grad():
+                record["expected_gflops"] = float(flops_penalty.expected_gflops())
         is_best = update_alphas and metrics["miou"] > best_miou
         if is_best:
             best_miou = metrics["miou"]
-        state = {
-            "kind": "search",
-            "epoch": epoch + 1,
-            "model": model.state_dict(),
-            "weight_optimizer": strategy.weight_optimizer.state_dict(),
-            "alpha_optimizer": strategy.alpha_optimizer.state_dict(),
-            "best_miou": best_miou,
-            "genotype": genotype.to_dict(),
-            **checkpoint_extra,
-        }
-        run.save(state, "last.pt")
-        if is_best:
-            run.save(state, "best.pt")
+        if run is not None:
+            genotype.save(run.path / "genotype.json")
+            log_alphas(run, model, epoch + 1)
+            if pruned:
+                log_pruning(run, epoch + 1, pruned)
+            run.log(record, step=epoch + 1)
+            state = {
+                "kind": "search",
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "weight_optimizer": strategy.weight_optimizer.state_dict(),
+                "alpha_optimizer": strategy.alpha_optimizer.state_dict(),
+                "best_miou": best_miou,
+                "genotype": genotype.to_dict(),
+                **checkpoint_extra,
+            }
+            if strategy.grad_scaler is not None:
+                state["grad_scaler"] = strategy.grad_scaler.state_dict()
+            if tau is not None:
+                state["tau"] = tau
+            run.save(state, "last.pt")
+            if is_best:
+                run.save(state, "best.pt")
         epoch_bar.set_postfix(train_loss=f"{record['train_loss']:.4f}")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
     return current_genotype(model, top_k, {**search_meta, "epochs_done": epochs})
+
+
+def _mean_over_processes(distributed: Any, train_loss_sum: float, val_loss_sum: float, device: torch.device) -> tuple[float, float]:
+    sums = torch.tensor([train_loss_sum, val_loss_sum], dtype=torch.float64, device=device)
+    distributed.sum_(sums)
+    sums /= distributed.world_size
+    return float(sums[0]), float(sums[1])

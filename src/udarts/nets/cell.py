@@ -28,11 +28,25 @@ def all_edges(num_inputs: int, num_nodes: int) -> list[Edge]:
     return [(node, source) for node in range(num_nodes) for source in range(num_inputs + node)]
 
 
+def softmax_per_node(scores: Tensor, edges: Sequence[Edge]) -> Tensor:
+    """``(num_edges,)`` scores -> their softmax over the edges that enter the same node
+    (PC-DARTS's edge normalisation, Xu et al., ICLR 2020)."""
+    weights = torch.empty_like(scores)
+    for node in sorted({target for target, _ in edges}):
+        indices = [index for index, (target, _) in enumerate(edges) if target == node]
+        weights[indices] = torch.softmax(scores[indices], dim=0)
+    return weights
+
+
 class Cell(nn.Module):
     """A DAG cell with the given ``edges``; ``make_op(edge_index)`` builds the module on each.
 
-    ``forward(inputs, edge_weights=None)``: with ``edge_weights`` (one row per edge) each edge
-    module is called as ``op(x, edge_weights[k])`` (a mixed op); without, as ``op(x)``.
+    ``forward(inputs, edge_weights=None, edge_ops=None, edge_scales=None)``: with ``edge_weights``
+    (one row per edge) each edge module is called as ``op(x, edge_weights[k])`` (a mixed op);
+    without, as ``op(x)``. Two options serve the cheaper search modes (``udarts.search``):
+    ``edge_ops[k]`` lists the op indices edge ``k``'s mixed op computes (a sampled or pruned edge;
+    called as ``op(x, edge_weights[k], edge_ops[k])``), and ``edge_scales[k]`` multiplies edge
+    ``k``'s output before the node sums it (PC-DARTS's edge normalisation).
     """
 
     def __init__(
@@ -60,7 +74,13 @@ class Cell(nn.Module):
         self.ops = nn.ModuleList(make_op(index) for index in range(len(self.edges)))
         self.project = ConvBnAct(num_nodes * channels, channels, 1, affine=affine)
 
-    def forward(self, inputs: Sequence[Tensor], edge_weights: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        inputs: Sequence[Tensor],
+        edge_weights: Tensor | None = None,
+        edge_ops: Sequence[Sequence[int]] | None = None,
+        edge_scales: Tensor | None = None,
+    ) -> Tensor:
         if len(inputs) != self.num_inputs:
             raise ValueError(f"cell expects {self.num_inputs} input(s), got {len(inputs)}")
         states = list(inputs)  # each (B, C, H, W)
@@ -70,7 +90,14 @@ class Cell(nn.Module):
                 if target != node:
                     continue
                 op = self.ops[index]
-                out = op(states[source]) if edge_weights is None else op(states[source], edge_weights[index])
+                if edge_weights is None:
+                    out = op(states[source])
+                elif edge_ops is None:
+                    out = op(states[source], edge_weights[index])
+                else:
+                    out = op(states[source], edge_weights[index], edge_ops[index])
+                if edge_scales is not None:
+                    out = edge_scales[index] * out
                 node_sum = out if node_sum is None else node_sum + out
             states.append(node_sum)
         return self.project(torch.cat(states[self.num_inputs :], dim=1))  # (B, C, H, W)

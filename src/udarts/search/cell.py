@@ -1,5 +1,18 @@
-"""A search cell: the shared DAG ``Cell`` with a ``MixedOp`` on every possible edge and its own
-architecture parameters ``alphas`` of shape ``(num_edges, num_ops)``."""
+"""A search cell: the shared DAG ``Cell`` with a mixed op on every possible edge and its own
+architecture parameters ``alphas`` of shape ``(num_edges, num_ops)``.
+
+Options for the cheaper search modes (all off by default, which is plain DARTS):
+
+- ``partial_channel_k > 1``: PC-DARTS's partial-channel mixed op (``udarts.search.partial_channel``);
+- ``edge_normalization``: PC-DARTS's edge weights ``betas`` (one per edge); node ``j`` sums its
+  edges weighted by ``softmax(betas)`` over its incoming edges;
+- ``sampler``: a ``GumbelSampler`` (GDAS); each edge computes one sampled op per forward pass;
+- ``op_mask``: ``(num_edges, num_ops)`` booleans, the ops progressive pruning kept; a dropped op
+  gets weight 0 (its alpha is masked out of the softmax) and is not computed;
+- ``checkpoint_activations``: recompute the cell's activations in the backward pass instead of
+  storing them (``torch.utils.checkpoint``); the sampled ops and edge weights are decided
+  outside the recomputed region, so the recomputation runs the same network.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +21,13 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
-from udarts.nets.cell import Cell, all_edges
+from udarts.nets.cell import Cell, all_edges, softmax_per_node
 from udarts.ops import OpSettings
 from udarts.search.mixed_op import MixedOp
+from udarts.search.partial_channel import PartialChannelMixedOp
+from udarts.search.sampling import GumbelSampler
 
 
 class SearchCell(Cell):
@@ -23,20 +39,89 @@ class SearchCell(Cell):
         op_names: Sequence[str],
         settings: OpSettings,
         alpha_init_scale: float = 1e-3,
+        *,
+        partial_channel_k: int = 1,
+        edge_normalization: bool = False,
+        persistent_op_mask: bool = False,
     ) -> None:
+        if partial_channel_k == 1:
+            make_op = lambda index: MixedOp(channels, op_names, settings)  # noqa: E731
+        else:
+            make_op = lambda index: PartialChannelMixedOp(channels, op_names, settings, partial_channel_k)  # noqa: E731
         super().__init__(
             num_inputs,
             channels,
             num_nodes,
             edges=all_edges(num_inputs, num_nodes),
-            make_op=lambda index: MixedOp(channels, op_names, settings),
+            make_op=make_op,
             affine=settings.affine,
         )
         self.op_names = tuple(op_names)
         self.alphas = nn.Parameter(alpha_init_scale * torch.randn(len(self.edges), len(self.op_names)))
+        if edge_normalization:
+            self.betas = nn.Parameter(alpha_init_scale * torch.randn(len(self.edges)))
+        else:
+            self.register_parameter("betas", None)
+        # In the state dict only when pruning is on (so plain checkpoints keep their keys).
+        self.register_buffer("op_mask", torch.ones(len(self.edges), len(self.op_names), dtype=torch.bool),
+                             persistent=persistent_op_mask)
+        self._active_ops: list[list[int]] | None = None  # None: every op of every edge is active
+        self.sampler: GumbelSampler | None = None
+        self.checkpoint_activations = False
+
+    # ---- architecture weights ---------------------------------------------------------------
+    def masked_alphas(self) -> Tensor:
+        """The alphas with pruned ops at ``-inf`` (so their softmax weight is exactly 0)."""
+        if self._active_ops is None:
+            return self.alphas
+        return self.alphas.masked_fill(~self.op_mask, float("-inf"))
 
     def edge_weights(self) -> Tensor:
-        return F.softmax(self.alphas, dim=-1)  # (num_edges, num_ops)
+        return F.softmax(self.masked_alphas(), dim=-1)  # (num_edges, num_ops)
 
+    def edge_scales(self) -> Tensor | None:
+        """PC-DARTS's edge normalisation: ``softmax(betas)`` over each node's incoming edges."""
+        if self.betas is None:
+            return None
+        return softmax_per_node(self.betas, self.edges)  # (num_edges,)
+
+    # ---- pruning ----------------------------------------------------------------------------
+    def active_ops(self) -> list[list[int]]:
+        """Per edge, the indices of the ops still searched."""
+        if self._active_ops is None:
+            return [list(range(len(self.op_names))) for _ in self.edges]
+        return [list(row) for row in self._active_ops]
+
+    def set_op_mask(self, mask: Tensor) -> None:
+        """Set which ops each edge keeps (``(num_edges, num_ops)`` booleans, any device)."""
+        # explicit "cpu": the mask may be set while a default device (meta, for counting) is active
+        mask = mask.detach().to("cpu", torch.bool) if isinstance(mask, Tensor) else torch.tensor(mask, dtype=torch.bool, device="cpu")
+        if tuple(mask.shape) != tuple(self.op_mask.shape):
+            raise ValueError(f"op mask of shape {tuple(mask.shape)}, expected {tuple(self.op_mask.shape)}")
+        if not bool(mask.any(dim=1).all()):
+            raise ValueError("an op mask must keep at least one op on every edge")
+        with torch.no_grad():
+            self.op_mask.copy_(mask)
+        self._refresh_active_ops(mask)
+
+    def _refresh_active_ops(self, mask: Tensor | None = None) -> None:
+        mask = self.op_mask.detach().cpu() if mask is None else mask
+        self._active_ops = None if bool(mask.all()) else [row.nonzero().flatten().tolist() for row in mask]
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[override]
+        super()._load_from_state_dict(*args, **kwargs)
+        if not self.op_mask.is_meta:
+            self._refresh_active_ops()  # a checkpoint may hold a pruned mask
+
+    # ---- forward ----------------------------------------------------------------------------
     def forward(self, inputs: Sequence[Tensor]) -> Tensor:  # type: ignore[override]
-        return super().forward(inputs, edge_weights=self.edge_weights())
+        if self.sampler is not None and not self.alphas.is_meta:  # GDAS (on the meta device: the full mixture)
+            weights, edge_ops = self.sampler.sample(self.masked_alphas(), self.training)
+        else:
+            weights, edge_ops = self.edge_weights(), self._active_ops
+        scales = self.edge_scales()
+        if self.checkpoint_activations and torch.is_grad_enabled():
+            return checkpoint(Cell.forward, self, inputs, weights, edge_ops, scales, use_reentrant=False)
+        if edge_ops is None and scales is None:
+            return super().forward(inputs, edge_weights=weights)  # plain DARTS
+        return super().forward(inputs, weights, edge_ops, scales)

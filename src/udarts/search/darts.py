@@ -12,17 +12,32 @@ alpha gradient is ``dL_val(w', a)/da - xi * d2L_train(w, a)/(da dw) . dL_val(w',
 Hessian-vector product estimated by central finite differences at ``w +- eps * dL_val/dw'`` with
 ``eps = fd_radius / ||dL_val/dw'||`` (DARTS: ``fd_radius = 0.01``). Every forward pass of the second-order step leaves the weights
 and the BatchNorm running statistics as they were.
+
+Options (all off by default, which is plain DARTS):
+
+- ``alpha_penalty()``: a scalar added to the alpha loss (the expected-FLOPs penalty of
+  ``udarts.search.resource``); the logged ``val_loss`` stays the data loss, the penalty is
+  returned as ``alpha_penalty``;
+- ``precision``: a ``udarts.efficiency.MixedPrecision``; every forward pass and loss runs under
+  its autocast, and with fp16 its ``GradScaler`` scales both losses (one scale update per step);
+  fp16 is refused with the second order (the finite differences would see scaled gradients);
+- ``gradient_sync(tensors)``: averages gradients in place across processes
+  (``udarts.engine.distributed``); it is applied to the alpha gradients, to the weight gradients,
+  and, in the second-order step, to the unrolling gradient and to ``dL_val/dw'``, so every process
+  computes the gradients of the global batch.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+import contextlib
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 from torch import Tensor, nn
 
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
+GradientSync = Callable[[Sequence[Tensor]], None]
 
 
 class Searchable(Protocol):
@@ -49,9 +64,16 @@ class DartsStrategy:
         unrolled_lr: float | None = None,
         weight_grad_clip: float | None = 5.0,
         fd_radius: float = 0.01,
+        *,
+        alpha_penalty: Callable[[], Tensor] | None = None,
+        precision: Any = None,
+        gradient_sync: GradientSync | None = None,
     ) -> None:
         if order not in ("first", "second"):
             raise ValueError(f"search.order must be 'first' or 'second', got {order!r}")
+        self.grad_scaler = getattr(precision, "grad_scaler", None)
+        if order == "second" and self.grad_scaler is not None:
+            raise ValueError("search.amp = fp16 (gradient scaling) does not work with search.order = second; use bf16")
         self.model = model
         self.loss_fn = loss_fn
         self.weight_optimizer = weight_optimizer
@@ -61,6 +83,28 @@ class DartsStrategy:
         self.unrolled_lr = unrolled_lr if unrolled_lr is not None else weight_optimizer.param_groups[0]["lr"]
         self.weight_grad_clip = weight_grad_clip
         self.fd_radius = fd_radius
+        self.alpha_penalty = alpha_penalty
+        self.precision = precision
+        self.gradient_sync = gradient_sync
+
+    # ---- helpers for the options -------------------------------------------------------------
+    def _autocast(self):
+        return contextlib.nullcontext() if self.precision is None else self.precision.autocast()
+
+    def _loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """(loss, logits) of one forward pass, under autocast when asked."""
+        images, masks = batch
+        with self._autocast():
+            logits = self.model(images)
+            loss = self.loss_fn(logits, masks)
+        return loss, logits
+
+    def _scaled(self, loss: Tensor) -> Tensor:
+        return loss if self.grad_scaler is None else self.grad_scaler.scale(loss)
+
+    def _sync(self, tensors: Sequence[Tensor]) -> None:
+        if self.gradient_sync is not None:
+            self.gradient_sync(list(tensors))
 
     def step(self, train_batch: Batch, val_batch: Batch, update_alphas: bool = True) -> dict[str, Tensor]:
         """One search step. Returns the losses and the val logits (for metrics), detached."""
@@ -72,31 +116,44 @@ class DartsStrategy:
                 alpha_grads, val_loss, val_logits = self.first_order_alpha_grads(val_batch)
             else:
                 alpha_grads, val_loss, val_logits = self.second_order_alpha_grads(train_batch, val_batch)
+            self._sync(alpha_grads)
             for alpha, grad in zip(self.model.arch_parameters(), alpha_grads):
                 alpha.grad = grad
-            self.alpha_optimizer.step()
+            if self.grad_scaler is None:
+                self.alpha_optimizer.step()
+            else:
+                self.grad_scaler.step(self.alpha_optimizer)  # unscales; skipped on inf/nan
             out["val_loss"] = val_loss.detach()
             out["val_logits"] = val_logits.detach()
+            if self.alpha_penalty is not None:
+                with torch.no_grad():
+                    out["alpha_penalty"] = self.alpha_penalty().detach()
 
         # weight step on the train batch
-        images, masks = train_batch
         weights = self.model.weight_parameters()
         self.weight_optimizer.zero_grad(set_to_none=True)
-        train_logits = self.model(images)
-        train_loss = self.loss_fn(train_logits, masks)
-        train_loss.backward(inputs=weights)
+        train_loss, train_logits = self._loss(train_batch)
+        self._scaled(train_loss).backward(inputs=weights)
+        self._sync([weight.grad for weight in weights if weight.grad is not None])
+        if self.grad_scaler is not None:
+            self.grad_scaler.unscale_(self.weight_optimizer)
         if self.weight_grad_clip is not None:
             nn.utils.clip_grad_norm_(weights, self.weight_grad_clip)
-        self.weight_optimizer.step()
+        if self.grad_scaler is None:
+            self.weight_optimizer.step()
+        else:
+            self.grad_scaler.step(self.weight_optimizer)
+            self.grad_scaler.update()
         out["train_loss"] = train_loss.detach()
         out["train_logits"] = train_logits.detach()
         return out
 
     def first_order_alpha_grads(self, val_batch: Batch) -> tuple[list[Tensor], Tensor, Tensor]:
-        images, masks = val_batch
-        logits = self.model(images)
-        loss = self.loss_fn(logits, masks)
-        return _grads(loss, self.model.arch_parameters()), loss, logits
+        """(alpha gradients of the val loss plus any penalty, the val loss, the val logits); with
+        fp16 the gradients are those of the scaled loss (the optimiser step unscales them)."""
+        loss, logits = self._loss(val_batch)
+        objective = loss if self.alpha_penalty is None else loss + self.alpha_penalty()
+        return _grads(self._scaled(objective), self.model.arch_parameters()), loss, logits
 
     def second_order_alpha_grads(self, train_batch: Batch, val_batch: Batch) -> tuple[list[Tensor], Tensor, Tensor]:
         alphas = self.model.arch_parameters()
@@ -104,16 +161,16 @@ class DartsStrategy:
         xi = self.unrolled_lr
         with _preserved(self.model, weights):
             # w' = w - xi * dL_train(w, a)/dw
-            train_images, train_masks = train_batch
-            weight_grads = _grads(self.loss_fn(self.model(train_images), train_masks), weights)
+            weight_grads = _grads(self._loss(train_batch)[0], weights)
+            self._sync(weight_grads)
             with torch.no_grad():
                 torch._foreach_add_(weights, weight_grads, alpha=-xi)
             # dL_val(w', a)/da and dL_val(w', a)/dw'
-            val_images, val_masks = val_batch
-            val_logits = self.model(val_images)
-            val_loss = self.loss_fn(val_logits, val_masks)
-            grads = _grads(val_loss, alphas + weights)
+            val_loss, val_logits = self._loss(val_batch)
+            objective = val_loss if self.alpha_penalty is None else val_loss + self.alpha_penalty()
+            grads = _grads(objective, alphas + weights)
             alpha_grads, unrolled_weight_grads = grads[: len(alphas)], grads[len(alphas) :]
+            self._sync(unrolled_weight_grads)
         hessian_vector = self._hessian_vector_product(unrolled_weight_grads, train_batch)
         alpha_grads = [g - xi * h for g, h in zip(alpha_grads, hessian_vector)]
         return alpha_grads, val_loss, val_logits
@@ -124,14 +181,13 @@ class DartsStrategy:
         weights = self.model.weight_parameters()
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in vector]))
         eps = self.fd_radius / norm.clamp_min(1e-12)
-        images, masks = train_batch
         with _preserved(self.model, weights):
             with torch.no_grad():
                 torch._foreach_add_(weights, [v * eps for v in vector])  # w + eps v
-            grads_plus = _grads(self.loss_fn(self.model(images), masks), alphas)
+            grads_plus = _grads(self._loss(train_batch)[0], alphas)
             with torch.no_grad():
                 torch._foreach_add_(weights, [v * (-2 * eps) for v in vector])  # w - eps v
-            grads_minus = _grads(self.loss_fn(self.model(images), masks), alphas)
+            grads_minus = _grads(self._loss(train_batch)[0], alphas)
         return [(plus - minus) / (2 * eps) for plus, minus in zip(grads_plus, grads_minus)]
 
 

@@ -1,5 +1,10 @@
 """DARTS's continuous relaxation of one edge (Liu et al., ICLR 2019, eq. 2): the edge's output is
-the softmax(alpha)-weighted sum of every candidate op applied to its input."""
+the softmax(alpha)-weighted sum of every candidate op applied to its input.
+
+``op_indices`` restricts the sum to some ops: the cheaper search modes use it to compute only the
+op a GDAS step sampled (``udarts.search.sampling``) or only the ops progressive pruning kept
+(``udarts.search.pruning``). An op left out of the sum costs nothing, neither time nor memory.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,19 @@ from torch import Tensor, nn
 from udarts.ops import OpSettings, build_op
 
 
+def weighted_sum(ops: nn.ModuleList, x: Tensor, weights: Tensor, op_indices: Sequence[int] | None) -> Tensor:
+    """``sum_i weights[i] * ops[i](x)`` over ``op_indices`` (all ops when ``None``)."""
+    if op_indices is None:
+        return sum(weight * op(x) for weight, op in zip(weights, ops))
+    return sum(weights[index] * ops[index](x) for index in op_indices)
+
+
 class MixedOp(nn.Module):
     def __init__(self, channels: int, op_names: Sequence[str], settings: OpSettings) -> None:
         super().__init__()
         self.op_names = tuple(op_names)
         self.ops = nn.ModuleList(build_op(name, channels, settings) for name in self.op_names)
 
-    def forward(self, x: Tensor, weights: Tensor) -> Tensor:  # weights: (num_ops,)
-        return sum(weight * op(x) for weight, op in zip(weights, self.ops))
+    def forward(self, x: Tensor, weights: Tensor, op_indices: Sequence[int] | None = None) -> Tensor:
+        """``weights``: ``(num_ops,)``; ``op_indices``: the ops to compute (default: all)."""
+        return weighted_sum(self.ops, x, weights, op_indices)

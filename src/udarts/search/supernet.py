@@ -1,5 +1,17 @@
 """The supernet: the U-shaped wiring with a search cell in each of the eight positions, each cell
-holding its own alphas (the paper: "each cell has its own architecture parameters")."""
+holding its own alphas (the paper: "each cell has its own architecture parameters").
+
+``mode`` picks how an edge is relaxed during the search:
+
+- ``darts`` (default): every op of every edge, weighted by ``softmax(alpha)`` (Liu et al., ICLR 2019);
+- ``gdas``: one op per edge per step, sampled with the Gumbel-max trick, straight-through
+  gradient to alpha (Dong & Yang, CVPR 2019; ``udarts.search.sampling``);
+- ``pc_darts``: the DARTS mixture over ``1/K`` of the channels, plus edge normalisation
+  ``betas`` (Xu et al., ICLR 2020; ``udarts.search.partial_channel``).
+
+``prunable`` keeps each cell's op mask (``udarts.search.pruning``) in the state dict, and
+``checkpoint_cells`` recomputes every cell's activations in the backward pass.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +22,9 @@ from torch import Tensor, nn
 from udarts.nets.ushape import CellSlot, UShapedNet
 from udarts.ops import NONE_OP, PAPER_OPS, OpSettings, check_op_names
 from udarts.search.cell import SearchCell
+from udarts.search.sampling import GumbelSampler
+
+SEARCH_MODES = ("darts", "gdas", "pc_darts")
 
 
 def search_op_names(ops: Sequence[str] = PAPER_OPS, include_none: bool = True) -> tuple[str, ...]:
@@ -27,26 +42,73 @@ class SuperNet(UShapedNet):
         num_nodes: int = 4,
         op_names: Sequence[str] = search_op_names(),
         settings: OpSettings = OpSettings(affine=False),
+        *,
+        mode: str = "darts",
+        partial_channel_k: int = 4,
+        prunable: bool = False,
+        checkpoint_cells: bool = False,
     ) -> None:
         op_names = tuple(op_names)
         check_op_names(op_names)
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"search.mode must be one of {SEARCH_MODES}, got {mode!r}")
+        partial = mode == "pc_darts"
 
         def make_cell(slot: CellSlot) -> nn.Module:
-            return SearchCell(slot.num_inputs, slot.channels, num_nodes, op_names, settings)
+            return SearchCell(
+                slot.num_inputs, slot.channels, num_nodes, op_names, settings,
+                partial_channel_k=partial_channel_k if partial else 1, edge_normalization=partial,
+                persistent_op_mask=prunable,
+            )
 
         super().__init__(in_channels, num_classes, width, make_cell, affine=settings.affine)
         self.op_names = op_names
         self.num_nodes = num_nodes
         self.settings = settings
+        self.mode = mode
+        self.sampler = GumbelSampler() if mode == "gdas" else None
+        for cell in self.cells:
+            cell.sampler = self.sampler
+            cell.checkpoint_activations = checkpoint_cells
 
-    def arch_parameters(self) -> list[nn.Parameter]:
+    def alpha_parameters(self) -> list[nn.Parameter]:
         """The alphas, one ``(num_edges, num_ops)`` parameter per cell, in cell order C1..C8."""
         return [cell.alphas for cell in self.cells]
 
+    def beta_parameters(self) -> list[nn.Parameter]:
+        """PC-DARTS's edge-normalisation betas, one ``(num_edges,)`` per cell (empty in other modes)."""
+        return [cell.betas for cell in self.cells if cell.betas is not None]
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """Every architecture parameter: the alphas (C1..C8), then the betas if any."""
+        return self.alpha_parameters() + self.beta_parameters()
+
     def weight_parameters(self) -> list[nn.Parameter]:
-        """Every parameter that is not an alpha."""
-        alpha_ids = {id(alpha) for alpha in self.arch_parameters()}
-        return [parameter for parameter in self.parameters() if id(parameter) not in alpha_ids]
+        """Every parameter that is not an architecture parameter."""
+        arch_ids = {id(parameter) for parameter in self.arch_parameters()}
+        return [parameter for parameter in self.parameters() if id(parameter) not in arch_ids]
 
     def alphas_softmax(self) -> list[Tensor]:
+        """``softmax(alpha)`` per cell, pruned ops at 0."""
         return [cell.edge_weights().detach() for cell in self.cells]
+
+    def edge_normalization_weights(self) -> list[Tensor] | None:
+        """Per cell, ``softmax(betas)`` over each node's incoming edges; ``None`` without betas."""
+        if not self.beta_parameters():
+            return None
+        return [cell.edge_scales().detach() for cell in self.cells]
+
+    def op_masks(self) -> list[Tensor]:
+        return [cell.op_mask.detach().clone() for cell in self.cells]
+
+    def set_temperature(self, tau: float) -> None:
+        if self.sampler is not None:
+            self.sampler.tau = tau
+
+    def reseed_sampler(self, seed: int) -> None:
+        if self.sampler is not None:
+            self.sampler.reseed(seed)
+
+    def set_checkpoint_cells(self, enabled: bool) -> None:
+        for cell in self.cells:
+            cell.checkpoint_activations = enabled

@@ -1,0 +1,472 @@
+"""Cost of one search step in each search mode, against one training step of a UNet.
+
+Part 1 (measured): for plain DARTS and each switch of ``docs/search_modes.md`` (GDAS sampling,
+PC-DARTS partial channels, pruning, activation checkpointing, mixed precision, channels-last,
+the FLOPs penalty, and optionally ``torch.compile``), one search step (``DartsStrategy.step``:
+an alpha step on one batch and a weight step on another) is timed, and the peak memory of the
+process is recorded, next to one training step (forward, backward, Adam) of
+segmentation-models-pytorch's UNet with a ResNet-34 encoder (random init) at the same input
+size and batch. Every setting runs in a fresh subprocess, so each peak is its own: on CPU the
+peak resident set size (``resource.getrusage``), on CUDA ``torch.cuda.max_memory_allocated``.
+
+Part 2 (counted and extrapolated): the paper-scale cost (width 64, 256x256, batch 8) of each
+mode: FLOPs of one step, counted on the meta device (no memory, no time; ``torch.utils.flop_counter``,
+convolutions and matmuls, a multiply-add = 2 FLOPs); activation memory, (a) counted as the bytes
+of the tensors autograd saves for the backward pass of one forward pass (meta device, fp32), and
+(b) extrapolated from memory measured as in part 1 at two batch sizes (the growth per image,
+scaled to the paper's batch, H x W and width); parameters + gradients + Adam moments; and the
+projected time of a 300-epoch search at ASSUMED sustained throughputs (stated in the output; not
+a GPU measurement).
+
+    python bench/bench_search_modes.py --quick          # width 8, 64x64, batch 2 (a few minutes on 2 cores)
+    python bench/bench_search_modes.py                  # width 16, 96x128, batch 4 (the issue's CPU size)
+    python bench/bench_search_modes.py --device cuda    # on a GPU (adds fp16 and channels-last)
+
+Prints a Markdown section ready for BENCHMARKS.md; ``--json FILE`` also writes the raw numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NUM_CLASSES = 2
+PAPER = {"width": 64, "size": (256, 256), "batch": 8, "epochs": 300}
+
+# name -> (label, settings). Settings: mode, amp, channels_last, checkpoint_cells, pruned,
+# flops_penalty, compile; "cuda_only" marks switches meant for GPUs.
+MODES: dict[str, tuple[str, dict[str, Any]]] = {
+    "unet_resnet34": ("UNet (ResNet-34), one training step", {"kind": "unet"}),
+    "darts": ("DARTS mixture (first order), the reference", {}),
+    "darts_pruned": ("DARTS after pruning (none + 1 op per edge)", {"pruned": True}),
+    "darts_checkpoint": ("DARTS + activation checkpointing", {"checkpoint_cells": True}),
+    "darts_bf16": ("DARTS + bf16 autocast", {"amp": "bf16"}),
+    "darts_fp16": ("DARTS + fp16 autocast + grad scaling", {"amp": "fp16", "cuda_only": True}),
+    "darts_channels_last": ("DARTS + channels-last", {"channels_last": True, "cuda_only": True}),
+    "darts_flops_penalty": ("DARTS + expected-FLOPs penalty", {"flops_penalty": 1.0}),
+    "darts_compile": ("DARTS + torch.compile (inductor)", {"compile": True, "optional": True}),
+    "gdas": ("GDAS (one sampled op per edge)", {"mode": "gdas"}),
+    "gdas_checkpoint": ("GDAS + activation checkpointing", {"mode": "gdas", "checkpoint_cells": True}),
+    "pc_darts": ("PC-DARTS (K = 4)", {"mode": "pc_darts"}),
+    "pc_darts_checkpoint": ("PC-DARTS (K = 4) + activation checkpointing", {"mode": "pc_darts", "checkpoint_cells": True}),
+}
+# Modes whose paper-scale FLOPs and activation memory are counted in part 2.
+PAPER_MODES = ["unet_resnet34", "darts", "darts_pruned", "darts_checkpoint", "gdas", "gdas_checkpoint", "pc_darts",
+               "pc_darts_checkpoint"]
+
+
+# ---- building ----------------------------------------------------------------------------------
+def build_supernet(settings: dict[str, Any], width: int, seed: int = 0):
+    from udarts.ops import OpSettings
+    from udarts.search.supernet import SuperNet, search_op_names
+
+    torch.manual_seed(seed)
+    pruned = settings.get("pruned", False)
+    model = SuperNet(
+        3, NUM_CLASSES, width, op_names=search_op_names(), settings=OpSettings(affine=False),
+        mode=settings.get("mode", "darts"), partial_channel_k=4, prunable=pruned,
+        checkpoint_cells=settings.get("checkpoint_cells", False),
+    )
+    if pruned:  # the state pruning ends in with prune_min_ops = 2: none + the strongest op
+        keep_random_ops(model, seed, keep_none=True)
+    return model
+
+
+def keep_random_ops(model, seed: int, keep_none: bool) -> None:
+    """Mask every edge down to one random op (plus ``none`` when ``keep_none``)."""
+    generator = torch.Generator().manual_seed(seed)
+    for cell in model.cells:
+        mask = torch.zeros(cell.op_mask.shape, dtype=torch.bool, device="cpu")
+        low = 1 if keep_none else 0
+        kept = torch.randint(low, mask.shape[1], (mask.shape[0],), generator=generator, device="cpu")
+        mask[torch.arange(mask.shape[0], device="cpu"), kept] = True
+        mask[:, 0] |= keep_none
+        cell.set_op_mask(mask)
+
+
+def build_unet():
+    import segmentation_models_pytorch as smp
+
+    torch.manual_seed(0)
+    return smp.Unet("resnet34", encoder_weights=None, in_channels=3, classes=NUM_CLASSES)
+
+
+def make_step(settings: dict[str, Any], width: int, image_size: tuple[int, int], device: torch.device, loss: str = "dice"):
+    """(model, step function taking (train_batch, val_batch)) for one setting of ``MODES``."""
+    from udarts.efficiency import MixedPrecision, compile_model, to_channels_last
+    from udarts.losses import cross_entropy, dice_loss
+    from udarts.search.darts import DartsStrategy
+    from udarts.search.resource import ExpectedFlopsPenalty
+
+    loss_fn = dice_loss if loss == "dice" else (lambda logits, target: cross_entropy(logits, target))
+    if settings.get("kind") == "unet":
+        model = build_unet().to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def unet_step(train_batch, val_batch):
+            optimizer.zero_grad(set_to_none=True)
+            images, masks = train_batch
+            loss_value = loss_fn(model(images), masks)
+            loss_value.backward()
+            optimizer.step()
+            return loss_value
+
+        return model, unet_step
+
+    model = build_supernet(settings, width).to(device)
+    if settings.get("channels_last"):
+        to_channels_last(model)
+    precision = MixedPrecision(settings.get("amp", "none"), device)
+    penalty = None
+    if settings.get("flops_penalty"):
+        penalty = ExpectedFlopsPenalty(model, image_size, settings["flops_penalty"])
+    strategy = DartsStrategy(
+        model, loss_fn, torch.optim.Adam(model.weight_parameters(), lr=1e-3),
+        torch.optim.Adam(model.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3),
+        alpha_penalty=penalty, precision=precision if precision.enabled else None,
+    )
+    if settings.get("compile"):
+        compile_model(model)
+    return model, lambda train_batch, val_batch: strategy.step(train_batch, val_batch)["train_loss"]
+
+
+# ---- part 1: one mode, measured in this (fresh) process ------------------------------------------
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def measure(name: str, width: int, image_size: tuple[int, int], batch: int, steps: int, device_name: str) -> dict[str, Any]:
+    device = torch.device(device_name)
+    settings = MODES[name][1]
+    model, step = make_step(settings, width, image_size, device)
+    generator = torch.Generator().manual_seed(0)
+
+    def make_batch():
+        images = torch.randn(batch, 3, *image_size, generator=generator).to(device)
+        if settings.get("channels_last"):
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, torch.randint(0, NUM_CLASSES, (batch, *image_size), generator=generator).to(device)
+
+    batches = [(make_batch(), make_batch()) for _ in range(steps + 1)]
+    parameters = sum(p.numel() for p in model.parameters())
+    parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base_bytes = torch.cuda.memory_allocated(device)
+    else:
+        base_bytes = current_rss_bytes()
+    times = []
+    for train_batch, val_batch in batches:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        loss = step(train_batch, val_batch)
+        float(loss)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - started)
+    if device.type == "cuda":
+        peak_bytes = torch.cuda.max_memory_allocated(device)
+    else:
+        peak_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    # Above the model: gradients (1x parameters) and Adam's moments (2x) come with the first step;
+    # the rest is activation memory (and allocator slack).
+    above_base = max(0, peak_bytes - base_bytes)
+    return {
+        "mode": name,
+        "parameters": parameters,
+        "first_step_s": times[0],
+        "step_s": statistics.median(times[1:]) if len(times) > 1 else times[0],
+        "peak_mb": peak_bytes / 2**20,
+        "step_mb": above_base / 2**20,
+        "activation_mb": max(0, above_base - 3 * parameter_bytes) / 2**20,
+    }
+
+
+def run_worker(name: str, args: argparse.Namespace, batch: int | None = None) -> dict[str, Any] | None:
+    batch = batch or args.batch
+    command = [sys.executable, __file__, "--worker", name, "--width", str(args.width), "--size",
+               f"{args.size[0]}x{args.size[1]}", "--batch", str(batch), "--steps", str(args.steps),
+               "--device", args.device]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=args.timeout)
+    if result.returncode != 0:
+        print(f"  {name}: failed ({result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode})",
+              file=sys.stderr)
+        return None
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    record["batch"] = batch
+    print(f"  {name} (batch {batch}): step {record['step_s']:.3f} s, peak {record['peak_mb']:.0f} MB "
+          f"({time.perf_counter() - started:.0f} s wall)", file=sys.stderr)
+    return record
+
+
+# ---- part 2: paper-scale FLOPs and activation memory on the meta device --------------------------
+class SavedTensorCounter:
+    """Bytes of the distinct tensors autograd saves for backward (the activation memory of one
+    forward pass), per cell of a supernet and in total."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.total = 0
+        self.per_cell: dict[int, int] = {}
+        self.cell_inputs: dict[int, int] = {}
+        self._seen: dict[int, torch.Tensor] = {}
+        self._current: int | None = None
+        self._handles = []
+        for index, cell in enumerate(getattr(model, "cells", [])):
+            self._handles.append(cell.register_forward_pre_hook(self._enter(index)))
+            self._handles.append(cell.register_forward_hook(self._leave()))
+
+    def _enter(self, index: int):
+        def hook(module, inputs):
+            self._current = index
+            self.cell_inputs[index] = sum(t.numel() * t.element_size() for t in inputs[0])
+        return hook
+
+    def _leave(self):
+        def hook(module, inputs, output):
+            self._current = None
+        return hook
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        key = id(tensor)
+        if key not in self._seen and not isinstance(tensor, torch.nn.Parameter):
+            self._seen[key] = tensor  # keeps the id unique while counting
+            size = tensor.numel() * tensor.element_size()
+            self.total += size
+            if self._current is not None:
+                self.per_cell[self._current] = self.per_cell.get(self._current, 0) + size
+        return tensor
+
+    def checkpointed_estimate(self) -> int:
+        """Activation memory with every cell checkpointed: all but the cells' own saved tensors,
+        plus each cell's inputs (kept for the recomputation), plus the largest cell (recomputed
+        in the backward pass, one at a time)."""
+        cells = sum(self.per_cell.values())
+        return self.total - cells + sum(self.cell_inputs.values()) + max(self.per_cell.values(), default=0)
+
+
+def paper_scale_costs(name: str, seeds: int = 3) -> dict[str, Any]:
+    """FLOPs of one step and activation bytes of one forward pass at the paper's scale (meta)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    width, (height, image_width), batch = PAPER["width"], PAPER["size"], PAPER["batch"]
+    settings = dict(MODES[name][1])
+    checkpointed = settings.pop("checkpoint_cells", False)
+    flops, activations, parameters = [], [], 0
+    # GDAS computes one sampled op per edge: on the meta device (no values to sample from) each
+    # count takes a random op per edge (a mask); the mean over a few draws is the expected cost.
+    sampled = settings.get("mode") == "gdas"
+    for seed in range(seeds if sampled else 1):
+        counted = {**settings, "mode": "darts", "pruned": True} if sampled else settings
+        with torch.device("meta"):
+            model, step = make_step(counted, width, PAPER["size"], torch.device("meta"), loss="ce")
+            if sampled:
+                keep_random_ops(model, seed, keep_none=False)
+            images = torch.empty(batch, 3, height, image_width)
+            masks = torch.zeros(batch, height, image_width, dtype=torch.long)
+        parameters = sum(p.numel() for p in model.parameters())
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step((images, masks), (images, masks))
+        step_flops = counter.get_total_flops()
+        saved = SavedTensorCounter(model)
+        with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda tensor: tensor):
+            model(images).sum()
+        if checkpointed:  # recomputing every cell's forward in the backward pass
+            step_flops += 2 * _cells_forward_flops(model, images)  # the alpha and the weight step
+        flops.append(step_flops)
+        activations.append(saved.checkpointed_estimate() if checkpointed else saved.total)
+    return {"mode": name, "parameters": parameters, "step_flops": statistics.mean(flops),
+            "activation_bytes": statistics.mean(activations)}
+
+
+def _cells_forward_flops(model, images) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    total = [0]
+
+    def pre(module, inputs):
+        module._counter = FlopCounterMode(display=False)
+        module._counter.__enter__()
+
+    def post(module, inputs, output):
+        module._counter.__exit__(None, None, None)
+        total[0] += module._counter.get_total_flops()
+
+    handles = [h for cell in model.cells for h in (cell.register_forward_pre_hook(pre), cell.register_forward_hook(post))]
+    with torch.no_grad():
+        model(images)
+    for handle in handles:
+        handle.remove()
+    return total[0]
+
+
+# ---- report --------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in output.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def markdown(args: argparse.Namespace, measured: list[dict], doubled: list[dict], paper: list[dict], started: float) -> str:
+    device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{cpu_model()}, {os.cpu_count()} cores"
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    load = os.getloadavg()[0]
+    lines = [
+        "## Search modes: cost of one search step",
+        "",
+        f"Command: `python bench/bench_search_modes.py{' --quick' if args.quick else ''} --device {args.device}` "
+        f"(width {args.width}, {args.size[0]}x{args.size[1]}, batch {args.batch}, {NUM_CLASSES} classes, "
+        f"median of {args.steps} steps after one warm-up step, each setting in a fresh process).  ",
+        f"Machine: {device}; OMP_NUM_THREADS={threads}; torch {torch.__version__}; "
+        f"1-minute load average {load:.1f} at the end.  ",
+        f"Date: {datetime.date.today().isoformat()}; took {(time.perf_counter() - started) / 60:.1f} min.",
+        "",
+        "A search step is an alpha step on one batch plus a weight step on another (first order); the UNet "
+        "step is one forward, backward and Adam step. Peak = the process's peak "
+        + ("allocated GPU memory" if args.device == "cuda" else "resident set size (includes Python and torch, about 0.3 GB)")
+        + "; step = peak minus the memory before the first step (parameters and data); activations = step minus "
+        "gradients and Adam moments (3x the parameter bytes).",
+        "",
+        "| setting | parameters | step s | x UNet | peak MB | x UNet | step MB | activations MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    unet = next((r for r in measured if r["mode"] == "unet_resnet34"), None)
+    for record in measured:
+        ratio_time = f"{record['step_s'] / unet['step_s']:.1f}" if unet else "-"
+        ratio_memory = f"{record['peak_mb'] / unet['peak_mb']:.1f}" if unet else "-"
+        lines.append(
+            f"| {MODES[record['mode']][0]} | {record['parameters'] / 1e6:.2f} M | {record['step_s']:.3f} | {ratio_time} | "
+            f"{record['peak_mb']:.0f} | {ratio_memory} | {record['step_mb']:.0f} | {record['activation_mb']:.0f} |"
+        )
+    if paper:
+        # MB per image measured at width args.width and args.size -> GB at the paper's batch, size, width
+        per_image_scale = PAPER["batch"] * (PAPER["size"][0] * PAPER["size"][1]) / (args.size[0] * args.size[1]) / 1024
+        slopes = {}  # activation MB per image: the difference between batch and 2 x batch
+        for small in measured:
+            large = next((r for r in doubled if r["mode"] == small["mode"]), None)
+            if large and large["activation_mb"] > small["activation_mb"]:
+                slopes[small["mode"]] = (large["activation_mb"] - small["activation_mb"]) / (large["batch"] - small["batch"])
+        steps_per_epoch = args.paper_train_images // 2 // PAPER["batch"]
+        lines += [
+            "",
+            f"### Paper scale (width {PAPER['width']}, {PAPER['size'][0]}x{PAPER['size'][1]}, batch {PAPER['batch']})",
+            "",
+            "FLOPs of one search step counted on the meta device (convolutions and matmuls; GDAS: mean over 3 "
+            "random samples; checkpointing adds one forward pass of the cells per step). Activations: (a) counted, "
+            "the bytes of the tensors autograd saves in one fp32 forward pass (meta device; with checkpointing: the "
+            "rest of the net, the cells' inputs and the largest cell); (b) extrapolated from the activations "
+            f"measured above: the growth of the activation memory from batch {args.batch} to {2 * args.batch} (which "
+            "cancels the fixed overheads) per image, scaled to the paper's batch, H x W and width (activation memory "
+            "scales with each; the UNet's width is fixed, so not by width); it includes what the counted figure "
+            "leaves out (gradients of activations during the backward pass, temporaries, allocator slack) and the "
+            "noise of a peak-RSS measurement multiplied by the scale. Memory = parameters + gradients + Adam "
+            "moments (16 bytes per parameter, fp32) + activations (a) or (b); fits 24 GB: yes if both do, maybe if "
+            "one does. The alpha step and the weight step run "
+            "one after the other, so one step's activations are live at a time. bf16 autocast roughly halves the "
+            f"activations. A 300-epoch search = 300 x {steps_per_epoch} steps ({args.paper_train_images} training "
+            f"images split in two halves, batch {PAPER['batch']}); hours at ASSUMED sustained throughputs of "
+            "30 TFLOP/s (an RTX 3090-class card, TF32) and 200 TFLOP/s (an H100, bf16), not measured.",
+            "",
+            "| setting | parameters | TFLOPs per step | activations GB (a) counted | (b) extrapolated | memory GB (a) / (b) | "
+            "fits 24 GB | 300 epochs, h at 30 / 200 TFLOP/s |",
+            "|---|---:|---:|---:|---:|---:|---|---:|",
+        ]
+        for record in paper:
+            name = record["mode"]
+            state_gb = 16 * record["parameters"] / 2**30
+            counted_gb = record["activation_bytes"] / 2**30
+            memories = [state_gb + counted_gb]
+            extrapolated = "-"
+            if name in slopes:
+                width_scale = 1.0 if name == "unet_resnet34" else PAPER["width"] / args.width
+                extrapolated_gb = slopes[name] * per_image_scale * width_scale
+                memories.append(state_gb + extrapolated_gb)
+                extrapolated = f"{extrapolated_gb:.1f}"
+            fits = sum(memory <= 24 for memory in memories)
+            verdict = "yes" if fits == len(memories) else ("maybe" if fits else "no")
+            total_flops = record["step_flops"] * steps_per_epoch * PAPER["epochs"]
+            lines.append(
+                f"| {MODES[name][0]} | {record['parameters'] / 1e6:.1f} M | {record['step_flops'] / 1e12:.1f} | "
+                f"{counted_gb:.1f} | {extrapolated} | {' / '.join(f'{m:.1f}' for m in memories)} | {verdict} | "
+                f"{total_flops / 30e12 / 3600:,.0f} / {total_flops / 200e12 / 3600:,.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="width 8, 64x64, batch 2, 3 steps")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--modes", help="comma-separated subset of: " + ", ".join(MODES))
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile on CPU)")
+    parser.add_argument("--no-paper-scale", action="store_true", help="skip the paper-scale estimate")
+    parser.add_argument("--paper-scale-only", action="store_true", help="only the paper-scale estimate (no extrapolation)")
+    parser.add_argument("--paper-train-images", type=int, default=3680, help="Oxford-IIIT Pet trainval (default 3680)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per setting")
+    parser.add_argument("--json", help="also write the raw numbers here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--size")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--steps", type=int)
+    args = parser.parse_args()
+    defaults = {"width": 8, "size": "64x64", "batch": 2, "steps": 3} if args.quick else {
+        "width": 16, "size": "96x128", "batch": 4, "steps": 5}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.size = tuple(int(v) for v in str(args.size).split("x"))
+
+    if args.worker:
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+        print(json.dumps(measure(args.worker, args.width, args.size, args.batch, args.steps, args.device)))
+        return
+
+    started = time.perf_counter()
+    names = args.modes.split(",") if args.modes else list(MODES)
+    names = [n for n in names if n in MODES and not n.startswith("_")]
+    if args.device != "cuda":
+        names = [n for n in names if not MODES[n][1].get("cuda_only")]
+    if not args.compile:
+        names = [n for n in names if not MODES[n][1].get("optional")]
+    print(f"measuring {len(names)} settings at width {args.width}, {args.size}, batch {args.batch}", file=sys.stderr)
+    measured = [] if args.paper_scale_only else [record for record in (run_worker(name, args) for name in names) if record]
+    doubled = []
+    paper = []
+    if not args.no_paper_scale and not args.paper_scale_only:
+        print("measuring the paper-scale settings again at twice the batch (for the extrapolation)", file=sys.stderr)
+        doubled = [r for r in (run_worker(name, args, 2 * args.batch) for name in PAPER_MODES if name in names) if r]
+    if not args.no_paper_scale:
+        print("counting the paper-scale costs on the meta device", file=sys.stderr)
+        paper = [paper_scale_costs(name) for name in PAPER_MODES if name in names]
+    print(markdown(args, measured, doubled, paper, started))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items()}, "measured": measured,
+                                               "measured_at_twice_the_batch": doubled, "paper_scale": paper},
+                                              indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Sampled search: GDAS (Dong & Yang, "Searching for A Robust Neural Architecture in Four GPU
+Hours", CVPR 2019, section 3.2).
+
+Instead of DARTS's mixture of every op, each edge computes ONE op per step, drawn from the
+categorical distribution ``softmax(alpha)`` with the Gumbel-max trick: ``k = argmax(alpha + g)``
+with ``g = -log(-log(u))``, ``u ~ U(0, 1)``. The forward pass uses the hard one-hot ``h`` of ``k``;
+the backward pass uses the gradient of the Gumbel-softmax ``s = softmax((alpha + g) / tau)``
+(straight-through: ``h = one_hot(k) - s.detach() + s``), so alpha still gets a gradient while a
+step costs about one sampled network. Only ``h[k] * op_k(x)`` is computed, so the gradient that
+reaches alpha is ``dL/dh_k * ds_k/dalpha`` (the other ``dL/dh_i`` would need the ops that were not
+run). The temperature ``tau`` falls during the search (GDAS: linearly from 10 to 0.1).
+
+Samples come from a ``torch.Generator`` of the sampler's own, reseeded every epoch from the run's
+seed: a resumed run draws the same architectures, and under ``torchrun`` every process draws the
+same ones (so the processes train the same sampled network on their slices of the batch).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+TAU_SCHEDULES = ("linear", "exponential")
+
+
+@dataclass(frozen=True)
+class TemperatureSchedule:
+    """``tau`` at epoch ``e`` of ``E`` goes from ``start`` (first epoch) to ``end`` (last epoch).
+
+    ``linear`` (GDAS): ``start - (start - end) * e / (E - 1)``; ``exponential``: geometric,
+    ``start * (end / start) ** (e / (E - 1))``.
+    """
+
+    start: float = 10.0
+    end: float = 0.1
+    kind: str = "linear"
+
+    def __post_init__(self) -> None:
+        if not (self.start > 0 and self.end > 0):
+            raise ValueError(f"search.tau_max and search.tau_min must be > 0, got {self.start} and {self.end}")
+        if self.kind not in TAU_SCHEDULES:
+            raise ValueError(f"search.tau_schedule must be one of {TAU_SCHEDULES}, got {self.kind!r}")
+
+    def at(self, epoch: int, epochs: int) -> float:
+        progress = min(1.0, epoch / (epochs - 1)) if epochs > 1 else 1.0
+        if progress >= 1.0:
+            return self.end
+        if self.kind == "linear":
+            return self.start - (self.start - self.end) * progress
+        return self.start * math.exp(progress * math.log(self.end / self.start))
+
+
+def gumbel_noise(shape: torch.Size, generator: torch.Generator | None = None) -> Tensor:
+    """Standard Gumbel noise ``-log(-log(u))`` drawn on the CPU (float32)."""
+    uniform = torch.rand(shape, generator=generator).clamp_(min=torch.finfo(torch.float32).tiny)
+    return -torch.log(-torch.log(uniform))
+
+
+def straight_through_sample(logits: Tensor, noise: Tensor, tau: float) -> tuple[Tensor, list[int]]:
+    """Rows of ``logits`` ``(num_edges, num_ops)`` plus ``noise`` -> (hard one-hot weights with the
+    Gumbel-softmax gradient, the chosen op index of each row). ``-inf`` logits are never chosen."""
+    soft = F.softmax((logits + noise.to(logits.device, logits.dtype)) / tau, dim=-1)
+    index = soft.detach().argmax(dim=-1)
+    hard = F.one_hot(index, logits.shape[-1]).to(soft.dtype)
+    return hard - soft.detach() + soft, index.tolist()
+
+
+class GumbelSampler:
+    """Draws one op per edge per forward pass (training), or takes the argmax (eval)."""
+
+    def __init__(self, tau: float = 10.0, seed: int = 0) -> None:
+        self.tau = tau
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+    def sample(self, logits: Tensor, training: bool) -> tuple[Tensor, list[list[int]]]:
+        """(weights ``(num_edges, num_ops)``, ``[[op index]]`` per edge)."""
+        if training:
+            weights, index = straight_through_sample(logits, gumbel_noise(logits.shape, self.generator), self.tau)
+        else:  # the supernet's most likely architecture
+            index_tensor = logits.detach().argmax(dim=-1)
+            weights, index = F.one_hot(index_tensor, logits.shape[-1]).to(logits.dtype), index_tensor.tolist()
+        return weights, [[op] for op in index]
