@@ -619,14 +619,16 @@ class Samples:
 
 
 def take_samples(dataset, count: int) -> Samples:
-    """The first ``count`` images of ``dataset`` (an evaluation split: no augmentation)."""
+    """``count`` images spread evenly over ``dataset`` (an evaluation split: no augmentation), so
+    that a split of consecutive video frames (CamVid) shows different scenes."""
     from udarts.data.factory import palette_for
     from udarts.data.transforms import denormalize
     from udarts.viz.overlay import image_to_uint8
 
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
-    pairs = [dataset[index] for index in range(min(count, len(dataset)))]
+    count = min(count, len(dataset))
+    pairs = [dataset[index * len(dataset) // count] for index in range(count)]
     inputs = torch.stack([image for image, _ in pairs])
     return Samples(
         inputs=inputs,
