@@ -14,29 +14,17 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from udarts.complexity import cpu_model
 from udarts.data.factory import build_split, make_loader
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = [("camvid", "camvid", (96, 128)), ("pets", "", (128, 128))]
-
-
-def cpu_model() -> str:
-    try:
-        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in output.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure(name: str, root: Path, size: tuple[int, int], cache: bool, workers: int, epochs: int, batch_size: int) -> dict:

@@ -32,9 +32,7 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +42,7 @@ from typing import Any
 import torch
 
 from udarts.cli import command_search, command_train, dry_run, resolve_device
-from udarts.complexity import count_flops, count_parameters, measure_latency
+from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latency
 from udarts.config import parse_assignment, resolve
 from udarts.engine.logs import read_jsonl
 from udarts.engine.runs import load_checkpoint
@@ -54,17 +52,6 @@ from udarts.models import build_model
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"data": "synthetic", "width": 8, "image_size": "32x32", "batch_size": 4, "epochs": 1, "num_samples": 16,
          "latency_repeats": 2, "unet_scale": "cpu"}
-
-
-def cpu_model() -> str:
-    try:
-        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in output.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def parse_size(text: str) -> list[int]:

@@ -31,7 +31,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -41,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from udarts.complexity import cpu_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 2
@@ -318,17 +319,6 @@ def _cells_forward_flops(model, images) -> int:
 
 
 # ---- report --------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in output.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def markdown(args: argparse.Namespace, measured: list[dict], doubled: list[dict], paper: list[dict], started: float) -> str:
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{cpu_model()}, {os.cpu_count()} cores"
     threads = os.environ.get("OMP_NUM_THREADS", "unset")

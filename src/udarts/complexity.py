@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+import subprocess
 import time
 
 import torch
@@ -47,3 +49,15 @@ def measure_latency(
             times.append(time.perf_counter() - start)
     model.train(was_training)
     return sorted(times)[len(times) // 2]
+
+
+def cpu_model() -> str:
+    """The processor's model name (``lscpu``), for benchmark records."""
+    try:
+        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in output.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown CPU"

@@ -27,12 +27,12 @@ from typing import Any
 
 from torch import nn
 
+from udarts.baselines.scales import SCALES
 from udarts.baselines.setr import SETR, create_setr
 from udarts.baselines.smp_models import SMP_BASELINES, SegmentationModelsNetwork, create_smp_model
 from udarts.baselines.unet import UNet, create_unet
 
 BASELINES = ("unet", "unet_resnet34", "unetpp", "fpn", "deeplabv3", "setr")
-SCALES = ("paper", "cpu")
 
 __all__ = [
     "BASELINES",

@@ -35,6 +35,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from udarts.baselines.padding import crop_to_size, pad_to_multiple
+from udarts.baselines.scales import configuration_for
 
 PAPER_CONFIG: dict[str, Any] = dict(
     embed_dim=768, depth=12, num_heads=12, patch_size=16, decoder_channels=256, mlp_ratio=4.0, position_grid=32
@@ -140,11 +141,5 @@ class SETR(nn.Module):
 
 def create_setr(*, in_channels: int = 3, num_classes: int, scale: str = "cpu", **options: Any) -> SETR:
     """SETR-PUP at ``scale`` ("paper": ViT-Base-sized, "cpu": small); ``options`` override :class:`SETR` arguments."""
-    if scale == "paper":
-        configuration = dict(PAPER_CONFIG)
-    elif scale == "cpu":
-        configuration = dict(CPU_CONFIG)
-    else:
-        raise ValueError(f"scale must be 'paper' or 'cpu', got {scale!r}")
-    configuration.update(options)
+    configuration = configuration_for(scale, PAPER_CONFIG, CPU_CONFIG, options)
     return SETR(in_channels=in_channels, num_classes=num_classes, **configuration)

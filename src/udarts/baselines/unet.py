@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from udarts.baselines.padding import crop_to_size, pad_to_multiple
+from udarts.baselines.scales import configuration_for
 
 NUM_DOWNSAMPLINGS = 4
 
@@ -129,11 +130,5 @@ CPU_CONFIG = dict(width=16, bilinear=False)
 def create_unet(*, in_channels: int = 3, num_classes: int, scale: str = "cpu", **options) -> UNet:
     """UNet at ``scale`` ("paper": width 64, i.e. 64 -> 1024 channels; "cpu": width 16);
     ``options`` (``width``, ``bilinear``) override the scale's defaults."""
-    if scale == "paper":
-        configuration = dict(PAPER_CONFIG)
-    elif scale == "cpu":
-        configuration = dict(CPU_CONFIG)
-    else:
-        raise ValueError(f"scale must be 'paper' or 'cpu', got {scale!r}")
-    configuration.update(options)
+    configuration = configuration_for(scale, PAPER_CONFIG, CPU_CONFIG, options)
     return UNet(in_channels=in_channels, num_classes=num_classes, **configuration)
