@@ -68,6 +68,7 @@ def test_dry_run_prints_the_parameter_count_of_the_paper_configuration(capsys):
         (["search", "--set", "search.epoks=3"], "unknown key 'search.epoks'"),
         (["search", "--set", "search.epochs=three"], "search.epochs: expected a number"),
         (["search", "--image-size", "abc"], "--image-size"),
+        (["search", "--image-size", "30x30"], "data.image_size: 30x30 is not divisible by 8"),
         (["train", "--epochs", "1"], "train.genotype"),
         (["train", "--genotype", "missing.json", "--epochs", "1"], "missing.json: genotype file not found"),
         (["search", "--data", "camvid", "--root", "/nonexistent/camvid"], "/nonexistent/camvid"),

@@ -91,6 +91,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def check_u_input_size(config: dict[str, Any]) -> None:
+    """The U halves the input three times: refuse other sizes before anything is written."""
+    from udarts.nets.ushape import DOWNSAMPLING
+
+    height, width = config["data"]["image_size"]
+    if height % DOWNSAMPLING or width % DOWNSAMPLING:
+        raise ConfigError(
+            f"data.image_size: {height}x{width} is not divisible by {DOWNSAMPLING} in both sides, as the U-shaped "
+            f"network needs (three halvings); for example {height // DOWNSAMPLING * DOWNSAMPLING or DOWNSAMPLING}x"
+            f"{width // DOWNSAMPLING * DOWNSAMPLING or DOWNSAMPLING}"
+        )
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -251,6 +264,7 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
                 overrides.append(({"search": {"epochs": args.epochs}}, "--epochs"))
             config, resume_state = resolve(None, overrides), load_checkpoint(run.path / "last.pt")
     config = config or load_config(args, "search")
+    check_u_input_size(config)
     progress = config["progress"]
 
     if getattr(args, "dry_run", False):
@@ -411,6 +425,8 @@ def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None
     if getattr(args, "resume", None):
         run, config, resume_state = _resume(args, "train")
     config = config or load_config(args, "train")
+    if config["train"]["model"] == "searchnet":
+        check_u_input_size(config)
     device = resolve_device(config["device"])
     seed_everything(config["seed"])
 

@@ -63,7 +63,7 @@ def build_split(
         dataset.palette = palette_for(dataset)
         return dataset
     if root is None:
-        raise DatasetError(f"dataset {name!r} needs a root folder (root=None was given)")
+        raise DatasetError(f"dataset {name!r} needs a root folder (root=None was given; on the command line: --root DIR)")
     if name != "pets" and target != "binary":
         raise ValueError(f"target={target!r} applies to the pets dataset only")
     options = dict(image_size=size, augment=augment, cache=cache, on_bad_sample=on_bad_sample)

@@ -67,7 +67,7 @@ def _missing_message(root: Path) -> str:
     lines = "\n".join(f"  {path}" for path in expected)
     return (
         f"Oxford-IIIT Pet not found under {root}. Expected the official layout:\n{lines}\n"
-        f"Get it with download=True (the CLI's download option), or download images.tar.gz and "
+        f"Get it with download=True (on the command line: --set data.download=true), or download images.tar.gz and "
         f"annotations.tar.gz from {PETS_URL} and extract both into {base}."
     )
 
