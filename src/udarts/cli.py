@@ -160,11 +160,12 @@ def _dataset_info(dataset) -> dict[str, Any]:
 # ---- search --------------------------------------------------------------------------------
 
 
-def _resume(args: argparse.Namespace, kind: str):
+def _resume(args: argparse.Namespace, kind: str, truncate_logs: bool = True):
     """The run folder, config and last checkpoint of an interrupted ``kind`` ("search" or "train") run.
 
-    The run's own config is kept; only ``--epochs`` may change it (to extend a run). Log lines
-    written after the last checkpoint (a crash between the two) are dropped.
+    The run's own config is kept; only ``--epochs`` may change it (to extend a run). With
+    ``truncate_logs``, log lines written after the last checkpoint (a crash between the two) are
+    dropped.
     """
     from udarts.engine.runs import Run, load_checkpoint
 
@@ -175,7 +176,8 @@ def _resume(args: argparse.Namespace, kind: str):
     state = load_checkpoint(run.path / "last.pt")
     if state.get("kind") != kind:
         raise ConfigError(f"{run.path / 'last.pt'} is not a {kind} checkpoint (kind {state.get('kind')!r})")
-    run.truncate_logs(state["epoch"])
+    if truncate_logs:
+        run.truncate_logs(state["epoch"])
     return run, resolve(None, overrides), state
 
 
@@ -242,7 +244,7 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
 
     from udarts.efficiency import MixedPrecision, compile_model, to_channels_last
     from udarts.engine import distributed as multiprocess
-    from udarts.engine.runs import Run, load_checkpoint, new_run_dir
+    from udarts.engine.runs import Run, new_run_dir
     from udarts.engine.searcher import search
     from udarts.engine.trainer import build_optimizer
     from udarts.losses import build_loss
@@ -254,15 +256,8 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
     resume_state = None
     launched_rank = int(os.environ.get("RANK", "0")) if multiprocess.launched_world_size() > 1 else 0
     if getattr(args, "resume", None):
-        if launched_rank == 0:
-            run, config, resume_state = _resume(args, "search")
-            run.truncate_logs(resume_state["epoch"], names=("pruning.jsonl",))
-        else:  # the other processes of a torchrun launch only read (rank 0 truncates the logs)
-            run = Run(args.resume, resume=True)
-            overrides = [(run.config(), str(run.path / "config.yaml"))]
-            if args.epochs is not None:
-                overrides.append(({"search": {"epochs": args.epochs}}, "--epochs"))
-            config, resume_state = resolve(None, overrides), load_checkpoint(run.path / "last.pt")
+        # under torchrun, rank 0 alone truncates the logs; the other processes only read
+        run, config, resume_state = _resume(args, "search", truncate_logs=launched_rank == 0)
     config = config or load_config(args, "search")
     check_u_input_size(config)
     progress = config["progress"]

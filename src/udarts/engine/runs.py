@@ -116,7 +116,9 @@ class Run:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def truncate_logs(self, last_epoch: int, names: tuple[str, ...] = ("metrics.jsonl", "alphas.jsonl")) -> None:
+    def truncate_logs(
+        self, last_epoch: int, names: tuple[str, ...] = ("metrics.jsonl", "alphas.jsonl", "pruning.jsonl")
+    ) -> None:
         """Drop records after ``last_epoch``: logged before a crash but never checkpointed."""
         for name in names:
             if (self.path / name).is_file():

@@ -59,10 +59,6 @@ def cell_slots(width: int) -> list[CellSlot]:
     return slots
 
 
-def num_cell_inputs() -> list[int]:
-    return [slot.num_inputs for slot in cell_slots(1)]
-
-
 class Downsample(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, affine: bool) -> None:
         super().__init__(nn.MaxPool2d(2), ConvBnAct(in_channels, out_channels, 1, affine=affine))
