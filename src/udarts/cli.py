@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from udarts import __version__
-from udarts.config import ConfigError, parse_assignment, resolve
+from udarts.config import ConfigError, parse_assignment, resolve, set_dotted
 from udarts.data.base import DatasetError
 from udarts.genotype import Genotype, GenotypeError
 from udarts.ops import OpSettings
@@ -33,13 +33,8 @@ def _flag_overrides(args: argparse.Namespace, command: str) -> dict[str, Any]:
     override: dict[str, Any] = {}
 
     def put(path: str, value: Any) -> None:
-        if value is None:
-            return
-        cursor = override
-        parts = path.split(".")
-        for part in parts[:-1]:
-            cursor = cursor.setdefault(part, {})
-        cursor[parts[-1]] = value
+        if value is not None:
+            set_dotted(override, path, value)
 
     put("seed", getattr(args, "seed", None))
     put("device", getattr(args, "device", None))

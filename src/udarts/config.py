@@ -164,19 +164,23 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def set_dotted(target: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``set_dotted(d, "search.epochs", 5)`` sets ``d["search"]["epochs"] = 5``; returns ``d``."""
+    cursor = target
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return target
+
+
 def parse_assignment(text: str) -> dict[str, Any]:
     """``"search.epochs=5"`` -> ``{"search": {"epochs": 5}}`` (the value is read as YAML)."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, for example search.epochs=5")
     key, raw = text.split("=", 1)
     value = yaml.safe_load(raw) if raw.strip() else None
-    nested: dict[str, Any] = {}
-    cursor = nested
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        cursor = cursor.setdefault(part, {})
-    cursor[parts[-1]] = value
-    return nested
+    return set_dotted({}, key, value)
 
 
 def resolve(config_path: str | None = None, overrides: list[tuple[dict[str, Any], str]] = ()) -> dict[str, Any]:

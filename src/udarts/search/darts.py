@@ -10,8 +10,8 @@ First order (default): the alpha gradient is ``dL_val(w, a)/da``. Second order (
 DARTS eq. 6-8): the weights are unrolled one step, ``w' = w - xi * dL_train(w, a)/dw``, and the
 alpha gradient is ``dL_val(w', a)/da - xi * d2L_train(w, a)/(da dw) . dL_val(w', a)/dw'``, the
 Hessian-vector product estimated by central finite differences at ``w +- eps * dL_val/dw'`` with
-``eps = fd_radius / ||dL_val/dw'||`` (DARTS: ``fd_radius = 0.01``). Every forward pass of the second-order step leaves the weights
-and the BatchNorm running statistics as they were.
+``eps = fd_radius / ||dL_val/dw'||`` (DARTS: ``fd_radius = 0.01``). Every forward pass of the
+second-order step leaves the weights and the BatchNorm running statistics as they were.
 
 Options (all off by default, which is plain DARTS):
 
