@@ -155,13 +155,15 @@ def _dataset_info(dataset) -> dict[str, Any]:
 # ---- search --------------------------------------------------------------------------------
 
 
-def _resume(args: argparse.Namespace, kind: str, truncate_logs: bool = True):
+def _resume(args: argparse.Namespace, kind: str):
     """The run folder, config and last checkpoint of an interrupted ``kind`` ("search" or "train") run.
 
-    The run's own config is kept; only ``--epochs`` may change it (to extend a run). With
-    ``truncate_logs``, log lines written after the last checkpoint (a crash between the two) are
-    dropped.
+    The run's own config is kept; only ``--epochs`` may change it (to extend a run). Log lines
+    written after the last checkpoint (a crash between the two) are dropped; under ``torchrun``
+    rank 0 alone drops them (this runs before the process group is joined: the device is in the
+    run's config) and the other processes only read.
     """
+    from udarts.engine.distributed import launched_rank
     from udarts.engine.runs import Run, load_checkpoint
 
     run = Run(args.resume, resume=True)
@@ -171,9 +173,54 @@ def _resume(args: argparse.Namespace, kind: str, truncate_logs: bool = True):
     state = load_checkpoint(run.path / "last.pt")
     if state.get("kind") != kind:
         raise ConfigError(f"{run.path / 'last.pt'} is not a {kind} checkpoint (kind {state.get('kind')!r})")
-    if truncate_logs:
+    if launched_rank() == 0:
         run.truncate_logs(state["epoch"])
     return run, resolve(None, overrides), state
+
+
+# ---- torchrun --------------------------------------------------------------------------------
+
+
+def _join_processes(config: dict[str, Any]) -> tuple[Any, torch.device]:
+    """``(distributed, device)``: under ``torchrun``, this process's place in the process group
+    (``udarts.engine.distributed``) and its device; in a single process ``(None, the config's device)``."""
+    from udarts.engine import distributed as multiprocess
+
+    try:
+        distributed = multiprocess.init_from_environment(config["device"])
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    return distributed, (distributed.device if distributed is not None else resolve_device(config["device"]))
+
+
+def _open_run(kind: str, args: argparse.Namespace, config: dict[str, Any], resumed_run, run_path: Path | None, distributed):
+    """``(run, run_dir)``: the resumed run, or a new run folder (``run_path``, else ``--out``, else
+    ``<out>/<kind>-<time>``). Under ``torchrun`` rank 0 alone creates it and the others learn its
+    path from rank 0; their ``run`` is ``None``, so they write nothing."""
+    from udarts.engine.runs import Run, new_run_dir
+
+    is_main = distributed is None or distributed.is_main
+    run = resumed_run
+    if run is None and is_main:
+        path = run_path or (Path(args.out) if getattr(args, "out", None) else new_run_dir(config["out"], kind))
+        run = Run(path, config)
+    if distributed is None:
+        return run, run.path
+    run_dir = Path(distributed.broadcast_object(str(run.path) if is_main else None))
+    return (run if is_main else None), run_dir
+
+
+def _rank_slices(loader, distributed):
+    """Under ``torchrun``, a loader over this process's slice of every global batch of ``loader``
+    (``data.batch_size`` is the global batch); ``loader`` itself in a single process."""
+    from udarts.engine import distributed as multiprocess
+
+    if distributed is None:
+        return loader
+    try:
+        return multiprocess.shard_loader(loader, distributed.rank, distributed.world_size)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
 
 
 def _supernet(config: dict[str, Any], num_classes: int):
@@ -233,13 +280,10 @@ def dry_run(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
 
 def command_search(args: argparse.Namespace, config: dict[str, Any] | None = None, run_path: Path | None = None) -> Path:
     """Search; under ``torchrun`` every process runs this, and rank 0 alone writes the run folder."""
-    import os
-
     from torch.utils.data import Subset
 
     from udarts.efficiency import MixedPrecision, compile_model, to_channels_last
     from udarts.engine import distributed as multiprocess
-    from udarts.engine.runs import Run, new_run_dir
     from udarts.engine.searcher import search
     from udarts.engine.trainer import build_optimizer
     from udarts.losses import build_loss
@@ -248,11 +292,9 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
     from udarts.search.resource import ExpectedFlopsPenalty
     from udarts.search.sampling import TemperatureSchedule
 
-    resume_state = None
-    launched_rank = int(os.environ.get("RANK", "0")) if multiprocess.launched_world_size() > 1 else 0
+    resumed_run, resume_state = None, None
     if getattr(args, "resume", None):
-        # under torchrun, rank 0 alone truncates the logs; the other processes only read
-        run, config, resume_state = _resume(args, "search", truncate_logs=launched_rank == 0)
+        resumed_run, config, resume_state = _resume(args, "search")
     config = config or load_config(args, "search")
     check_u_input_size(config)
     progress = config["progress"]
@@ -265,11 +307,7 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
               f"forward: {report['forward_gflops_per_image']:.1f} GFLOPs per {report['image_size'][0]}x{report['image_size'][1]} image")
         return Path(".")
 
-    try:
-        distributed = multiprocess.init_from_environment(config["device"])
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
-    device = distributed.device if distributed is not None else resolve_device(config["device"])
+    distributed, device = _join_processes(config)
     is_main = distributed is None or distributed.is_main
 
     seed_everything(config["seed"])
@@ -317,16 +355,9 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
         if strategy.grad_scaler is not None and "grad_scaler" in resume_state:
             strategy.grad_scaler.load_state_dict(resume_state["grad_scaler"])
         start_epoch, best = resume_state["epoch"], resume_state["best_miou"]
-    elif is_main:
-        path = run_path or (Path(args.out) if getattr(args, "out", None) else new_run_dir(config["out"], "search"))
-        run = Run(path, config)
+    run, run_dir = _open_run("search", args, config, resumed_run, run_path, distributed)
     if distributed is not None:
         distributed.broadcast_module_(model)
-        run_dir = Path(distributed.broadcast_object(str(run.path) if is_main else None))
-        if not is_main:
-            run = None
-    else:
-        run_dir = run.path
     if search_config["compile"]:
         compile_model(model)
     if is_main:
@@ -334,14 +365,8 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
         print(f"search run: {run_dir}  (device {device}{processes}, mode {search_config['mode']}, "
               f"{sum(p.numel() for p in model.parameters()):,} parameters)")
 
-    weight_loader = _loader(config, weight_half, True, device)
-    alpha_loader = _loader(config, alpha_half, True, device)
-    if distributed is not None:
-        try:
-            weight_loader = multiprocess.shard_loader(weight_loader, distributed.rank, distributed.world_size)
-            alpha_loader = multiprocess.shard_loader(alpha_loader, distributed.rank, distributed.world_size)
-        except ValueError as error:
-            raise ConfigError(str(error)) from error
+    weight_loader = _rank_slices(_loader(config, weight_half, True, device), distributed)
+    alpha_loader = _rank_slices(_loader(config, alpha_half, True, device), distributed)
     pruning = None
     if search_config["prune_start_epoch"] is not None:
         pruning = PruningSchedule(search_config["prune_start_epoch"], search_config["prune_every"],
@@ -406,27 +431,39 @@ def _model_spec(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
 
 
 def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None, run_path: Path | None = None) -> Path:
-    from udarts.engine.runs import Run, new_run_dir
+    """Train a fixed network; under ``torchrun`` every process runs this (DistributedDataParallel,
+    ``data.batch_size`` the global batch), and rank 0 alone writes the run folder."""
+    from udarts.engine import distributed as multiprocess
     from udarts.engine.trainer import build_optimizer, build_scheduler, fit
     from udarts.losses import build_loss
     from udarts.models import build_model
 
-    resume_state = None
+    resumed_run, resume_state = None, None
     if getattr(args, "resume", None):
-        run, config, resume_state = _resume(args, "train")
+        resumed_run, config, resume_state = _resume(args, "train")
     config = config or load_config(args, "train")
     if config["train"]["model"] == "searchnet":
         check_u_input_size(config)
-    device = resolve_device(config["device"])
+    distributed, device = _join_processes(config)
+    is_main = distributed is None or distributed.is_main
     seed_everything(config["seed"])
 
     train_set = _split(config, "train", augment=True)
     val_set = _split(config, "val", augment=False)
     info = _dataset_info(train_set)
     num_classes = len(info["class_names"])
+    train_loader = _rank_slices(_loader(config, train_set, True, device), distributed)
+    if distributed is not None:
+        if len(val_set) < distributed.world_size:
+            raise DatasetError(f"the val split has {len(val_set)} image(s), fewer than the {distributed.world_size} processes")
+        val_set = multiprocess.shard_dataset(val_set, distributed.rank, distributed.world_size)
+    val_loader = _loader(config, val_set, False, device)
+
     spec = resume_state["model_spec"] if resume_state else _model_spec(config, num_classes)
     model = build_model(spec).to(device)
     train_config = config["train"]
+    if distributed is not None and train_config["sync_batchnorm"]:
+        multiprocess.convert_batchnorm(model)
     optimizer = build_optimizer(train_config["optimizer"], model.parameters(), train_config["lr"],
                                 momentum=train_config["momentum"], weight_decay=train_config["weight_decay"])
     scheduler = build_scheduler(train_config["scheduler"], optimizer, train_config["epochs"], train_config["min_lr"])
@@ -437,25 +474,27 @@ def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         start_epoch, best = resume_state["epoch"], resume_state["best_miou"]
-    else:
-        path = run_path or (Path(args.out) if getattr(args, "out", None) else new_run_dir(config["out"], "train"))
-        run = Run(path, config)
-    parameters = sum(p.numel() for p in model.parameters())
-    print(f"train run: {run.path}  ({spec['name']}, {parameters:,} parameters, device {device})")
+    run, run_dir = _open_run("train", args, config, resumed_run, run_path, distributed)
+    if is_main:
+        parameters = sum(p.numel() for p in model.parameters())
+        processes = f", {distributed.world_size} processes" if distributed is not None else ""
+        print(f"train run: {run_dir}  ({spec['name']}, {parameters:,} parameters, device {device}{processes})")
     checkpoint_extra = {"model_spec": spec, "config": config, "image_size": config["data"]["image_size"], **info}
-    val_loader = _loader(config, val_set, False, device)
-    result = fit(model, train_loader=_loader(config, train_set, True, device), val_loader=val_loader, loss_fn=loss_fn,
+    result = fit(model, train_loader=train_loader, val_loader=val_loader, loss_fn=loss_fn,
                  optimizer=optimizer, scheduler=scheduler, epochs=train_config["epochs"], run=run, device=device,
                  num_classes=num_classes, ignore_index=info["ignore_index"], seed=config["seed"],
-                 checkpoint_extra=checkpoint_extra, start_epoch=start_epoch, best_miou=best, progress=config["progress"])
-    run.close()
-    last = result["last"]
-    if last:
-        print(f"epoch {last['epoch']}: val mIoU {100 * last['val_miou']:.2f}, pixel accuracy "
-              f"{100 * last['val_pixel_accuracy']:.2f}; best val mIoU {100 * result['best_miou']:.2f} (best.pt)")
-    else:
-        print(f"nothing to train: {run.path} already has {start_epoch} of {train_config['epochs']} epochs")
-    return run.path
+                 checkpoint_extra=checkpoint_extra, start_epoch=start_epoch, best_miou=best, progress=config["progress"],
+                 distributed=distributed)
+    if is_main:
+        run.close()
+        last = result["last"]
+        if last:
+            print(f"epoch {last['epoch']}: val mIoU {100 * last['val_miou']:.2f}, pixel accuracy "
+                  f"{100 * last['val_pixel_accuracy']:.2f}; best val mIoU {100 * result['best_miou']:.2f} (best.pt)")
+        else:
+            print(f"nothing to train: {run_dir} already has {start_epoch} of {train_config['epochs']} epochs")
+    multiprocess.shutdown(distributed)
+    return run_dir
 
 
 def _checkpoint_model(path: str, device: torch.device):

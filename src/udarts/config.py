@@ -90,6 +90,7 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 5.0e-4,
         "scheduler": "cosine",  # cosine | none
         "min_lr": 0.0,
+        "sync_batchnorm": True,  # under torchrun: BatchNorm statistics of the global batch
     },
 }
 

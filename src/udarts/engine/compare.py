@@ -57,8 +57,10 @@ PREDICTIONS_PNG = "predictions.png"
 SUMMARY_MARKDOWN = "summary.md"
 SEARCHNET = "searchnet"
 # Config keys that may differ between a reused run folder and the comparison: where it ran, how
-# it printed, and the genotype's path (its content is pinned by genotypes/<label>.json).
-IGNORED_CONFIG_KEYS = ("device", "progress", "out", "train.genotype")
+# it printed, the genotype's path (its content is pinned by genotypes/<label>.json), and the
+# torchrun-only BatchNorm switch (a comparison trains in one process, where it does nothing;
+# folders made before the key existed lack it).
+IGNORED_CONFIG_KEYS = ("device", "progress", "out", "train.genotype", "train.sync_batchnorm")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 

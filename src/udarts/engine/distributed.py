@@ -1,25 +1,34 @@
-"""Multi-process search under ``torchrun``: one process per device, the gradients of the global
-batch on every process, and one process (rank 0) that writes the run folder.
+"""Multi-process search and retraining under ``torchrun``: one process per device, the gradients
+of the global batch on every process, and one process (rank 0) that writes the run folder.
 
-Launch: ``torchrun --nproc_per_node N -m udarts.cli search ...`` (``udarts`` reads ``RANK``,
-``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` from the environment; NCCL on
-CUDA with one GPU per process, gloo on CPU).
+Launch: ``torchrun --nproc_per_node N -m udarts.cli search ...`` or ``... udarts.cli train ...``
+(``udarts`` reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``
+from the environment; NCCL on CUDA with one GPU per process, gloo on CPU).
 
-How the processes stay in step (the explicit form of DistributedDataParallel; DDP's own wrapper
-reduces gradients only in ``backward()``, while the DARTS alpha step takes ``autograd.grad``):
+What both commands share:
 
 - ``data.batch_size`` is the GLOBAL batch: every process draws the same shuffled batches and
   loads only its contiguous slice (``shard_loader``), so N processes follow the same trajectory
   as one process on the whole batch;
-- rank 0's parameters and buffers are broadcast once at the start;
-- every gradient (alphas, betas, weights) is averaged across processes before the optimisers
-  step (``Distributed.average_``), in buckets of about 25 MB;
 - BatchNorm uses the statistics of the global batch (``GlobalBatchNorm2d``, on by default:
-  ``search.sync_batchnorm``), so the forward pass matches the single-process one; without it the
-  running statistics are taken from rank 0 at the end of every epoch;
+  ``search.sync_batchnorm``, ``train.sync_batchnorm``), so the forward pass matches the
+  single-process one; without it the running statistics are taken from rank 0 at the end of
+  every epoch;
 - the losses are means over each process's slice; with a per-pixel-mean loss (``ce``) the
   averaged gradient is the global batch's gradient exactly; the Dice loss sums over its batch,
-  so under N processes it is the mean of N slice-level Dice losses.
+  so under N processes it is the mean of N slice-level Dice losses;
+- rank 0 alone creates and writes the run folder; the others learn its path from rank 0.
+
+How the gradients are averaged differs:
+
+- search: explicitly (``Distributed.average_``, in buckets of about 25 MB) after rank 0's
+  parameters and buffers were broadcast once; the alpha step takes ``autograd.grad``, which
+  DistributedDataParallel's hooks (they reduce in ``backward()`` only) would not see;
+- retraining: a plain ``backward()``, so the model is wrapped in DistributedDataParallel itself
+  (``Distributed.data_parallel``), which broadcasts rank 0's state once and averages the weight
+  gradients while the backward pass runs. Validation is sharded (``shard_dataset``: each process
+  evaluates a contiguous block of the split) and the confusion matrices are summed, so the
+  logged mIoU is the single-process one.
 """
 
 from __future__ import annotations
@@ -31,7 +40,8 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 BUCKET_BYTES = 25 * 1024 * 1024
 
@@ -64,6 +74,27 @@ class Distributed:
         dist.all_reduce(tensor)
         return tensor
 
+    def mean(self, values: Sequence[float]) -> list[float]:
+        """The mean over the processes of each number (a per-process loss, say), in float64."""
+        totals = self.sum_(torch.tensor(list(values), dtype=torch.float64, device=self.device))
+        return (totals / self.world_size).tolist()
+
+    def data_parallel(self, module: nn.Module) -> DistributedDataParallel:
+        """``module`` wrapped in DistributedDataParallel: rank 0's parameters and buffers are
+        copied to every process now, and every ``backward()`` averages the parameter gradients
+        over the processes (in buckets, while the backward pass runs).
+
+        ``static_graph``: a fixed network uses the same parameters at every step, but not always
+        all of them (a genotype whose decoder cell reads only the encoder skip leaves the cells
+        and the upsampling below it without a gradient); DDP learns the set at the first step
+        instead of searching the autograd graph at every step (``find_unused_parameters``).
+        Buffers (BatchNorm's running statistics) are copied from rank 0 before every forward
+        pass, DDP's default: with global-batch BatchNorm they are the same everywhere anyway.
+        """
+        return DistributedDataParallel(
+            module, device_ids=[self.device] if self.device.type == "cuda" else None, static_graph=True
+        )
+
     def broadcast_module_(self, module: nn.Module, buffers_only: bool = False) -> None:
         """Copy rank 0's parameters (unless ``buffers_only``) and buffers to every process."""
         tensors = [] if buffers_only else [p.data for p in module.parameters()]
@@ -94,6 +125,12 @@ def _buckets(tensors: list[Tensor], bucket_bytes: int) -> Iterator[list[Tensor]]
 
 def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launched_rank() -> int:
+    """This process's rank under ``torchrun`` (0 in a single process), readable before the process
+    group is joined: a resumed run reads its config (and its device) first."""
+    return int(os.environ.get("RANK", "0")) if launched_world_size() > 1 else 0
 
 
 def init_from_environment(device_name: str) -> Distributed | None:
@@ -165,6 +202,15 @@ def shard_loader(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
         persistent_workers=loader.persistent_workers,
         collate_fn=loader.collate_fn,
     )
+
+
+def shard_dataset(dataset: Dataset, rank: int, world_size: int) -> Subset:
+    """This rank's contiguous block of ``dataset`` for evaluation: the blocks cover every sample
+    exactly once (their sizes differ by at most one when ``world_size`` does not divide the
+    length; no padding, so no sample is counted twice)."""
+    base, extra = divmod(len(dataset), world_size)
+    start = rank * base + min(rank, extra)
+    return Subset(dataset, range(start, start + base + (rank < extra)))
 
 
 # ---- BatchNorm over the global batch ------------------------------------------------------------

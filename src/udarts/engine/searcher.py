@@ -136,7 +136,7 @@ def search(
                 raise FloatingPointError("search loss became non-finite; lower search.weight_lr")
 
         if distributed is not None:
-            train_loss_sum, val_loss_sum = _mean_over_processes(distributed, train_loss_sum, val_loss_sum, device)
+            train_loss_sum, val_loss_sum = distributed.mean([train_loss_sum, val_loss_sum])
             confusion.matrix = distributed.sum_(confusion.matrix.to(device)).cpu()
             distributed.broadcast_module_(model, buffers_only=True)  # BN running statistics (and op masks) of rank 0
 
@@ -195,9 +195,3 @@ def search(
             on_epoch_end(epoch + 1)
     return current_genotype(model, top_k, {**search_meta, "epochs_done": epochs})
 
-
-def _mean_over_processes(distributed: Any, train_loss_sum: float, val_loss_sum: float, device: torch.device) -> tuple[float, float]:
-    sums = torch.tensor([train_loss_sum, val_loss_sum], dtype=torch.float64, device=device)
-    distributed.sum_(sums)
-    sums /= distributed.world_size
-    return float(sums[0]), float(sums[1])

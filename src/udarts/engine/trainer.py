@@ -1,4 +1,10 @@
-"""Training and evaluation of a fixed network (SEARCH-Net or a baseline)."""
+"""Training and evaluation of a fixed network (SEARCH-Net or a baseline).
+
+Under ``torchrun`` (``distributed``, see ``udarts.engine.distributed``) every process runs
+``fit`` on its slice of every global batch: the weights train through DistributedDataParallel,
+each process evaluates its block of the validation split, and the epoch's losses and confusion
+matrix are reduced over the processes, so every process holds the metrics that rank 0 logs.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from udarts.engine.distributed import Distributed
 from udarts.engine.runs import Run
 from udarts.metrics import ConfusionMatrix, chance_miou
 
@@ -62,8 +69,17 @@ def evaluate(
     loss_fn: Callable | None = None,
     progress: bool = True,
     desc: str = "eval",
+    distributed: Distributed | None = None,
 ) -> dict[str, Any]:
-    """Loss (mean over images) and confusion-matrix metrics over the whole ``loader``."""
+    """Loss (mean over images) and confusion-matrix metrics over the whole ``loader``.
+
+    With ``distributed``, each process's ``loader`` holds its own block of the split
+    (``shard_dataset``): the confusion matrices and the loss sums and image counts are summed over
+    the processes, so the metrics are those of the whole split on every process. ``model`` must
+    be the plain module (not the DistributedDataParallel wrapper, whose forward pass would
+    communicate), and evaluation runs in eval mode, where a ``GlobalBatchNorm2d`` communicates
+    nothing either.
+    """
     was_training = model.training
     model.eval()
     confusion = ConfusionMatrix(num_classes, ignore_index)
@@ -76,6 +92,9 @@ def evaluate(
             count += images.shape[0]
         confusion.update(logits, masks)
     model.train(was_training)
+    if distributed is not None:
+        confusion.matrix = distributed.sum_(confusion.matrix.to(device)).cpu()
+        loss_sum, count = distributed.sum_(torch.tensor([loss_sum, count], dtype=torch.float64, device=device)).tolist()
     metrics = confusion.compute()
     metrics["loss"] = loss_sum / count if count else math.nan
     metrics["chance_miou"] = chance_miou(confusion.matrix)
@@ -117,7 +136,7 @@ def fit(
     optimizer: torch.optim.Optimizer,
     scheduler,
     epochs: int,
-    run: Run,
+    run: Run | None,
     device: torch.device,
     num_classes: int,
     ignore_index: int | None,
@@ -126,17 +145,31 @@ def fit(
     start_epoch: int = 0,
     best_miou: float = -math.inf,
     progress: bool = True,
+    distributed: Distributed | None = None,
 ) -> dict[str, Any]:
-    """Train from ``start_epoch`` to ``epochs``; log, and checkpoint ``last.pt`` / ``best.pt`` every epoch."""
+    """Train from ``start_epoch`` to ``epochs``; log, and checkpoint ``last.pt`` / ``best.pt`` every epoch.
+
+    Under ``torchrun`` (``distributed``): ``model`` is the plain module (its state dict is what
+    the checkpoints hold, without DDP's ``module.`` prefix) and is trained through a
+    DistributedDataParallel wrapper; ``train_loader`` yields this process's slice of every
+    global batch (``shard_loader``) and ``val_loader`` its block of the validation split
+    (``shard_dataset``). The train loss logged is the mean over the processes. Only the process
+    given a ``run`` (rank 0) logs and checkpoints; the others pass ``run=None``.
+    """
+    progress = progress and run is not None
+    trained = distributed.data_parallel(model) if distributed is not None else model
     last_metrics: dict[str, Any] = {}
     epoch_bar = tqdm(range(start_epoch, epochs), desc="epochs", disable=not progress, initial=start_epoch, total=epochs)
     for epoch in epoch_bar:
         seed_epoch([train_loader], seed, epoch)
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_one_epoch(model, train_loader, loss_fn, optimizer, device, progress, f"epoch {epoch + 1}")
+        train_loss = train_one_epoch(trained, train_loader, loss_fn, optimizer, device, progress, f"epoch {epoch + 1}")
+        if distributed is not None:
+            (train_loss,) = distributed.mean([train_loss])
+            distributed.broadcast_module_(model, buffers_only=True)  # BatchNorm running statistics of rank 0
         scheduler.step()
-        val = evaluate(model, val_loader, num_classes, ignore_index, device, loss_fn, progress, "val")
+        val = evaluate(model, val_loader, num_classes, ignore_index, device, loss_fn, progress, "val", distributed)
         record = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -149,20 +182,21 @@ def fit(
         }
         is_best = val["miou"] > best_miou
         best_miou = max(best_miou, val["miou"])
-        run.log(record, step=epoch + 1)
-        state = {
-            "kind": "train",
-            "epoch": epoch + 1,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "best_miou": best_miou,
-            "val_miou": val["miou"],
-            **checkpoint_extra,
-        }
-        run.save(state, "last.pt")
-        if is_best:
-            run.save(state, "best.pt")
+        if run is not None:
+            run.log(record, step=epoch + 1)
+            state = {
+                "kind": "train",
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "best_miou": best_miou,
+                "val_miou": val["miou"],
+                **checkpoint_extra,
+            }
+            run.save(state, "last.pt")
+            if is_best:
+                run.save(state, "best.pt")
         epoch_bar.set_postfix(train_loss=f"{train_loss:.4f}", val_miou=f"{val['miou']:.4f}")
         last_metrics = record
     return {"best_miou": best_miou, "last": last_metrics}
