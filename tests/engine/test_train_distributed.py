@@ -13,8 +13,15 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, TensorDataset
 
-from udarts.engine.distributed import convert_batchnorm, init_from_environment, shard_dataset, shard_loader, shutdown
-from udarts.engine.trainer import build_scheduler, fit
+from udarts.engine.distributed import (
+    convert_batchnorm,
+    init_from_environment,
+    rank_seed,
+    shard_dataset,
+    shard_loader,
+    shutdown,
+)
+from udarts.engine.trainer import build_scheduler, epoch_seed, fit
 from udarts.genotype import Genotype, derive
 from udarts.losses import cross_entropy
 from udarts.nets.cell import all_edges
@@ -86,7 +93,8 @@ def _worker(rank: int, ports: tuple[int, int], folder: str) -> None:
     # library level: fit through DistributedDataParallel, with global-batch BatchNorm
     model = convert_batchnorm(tiny_searchnet())
     result = train_tiny(model, context)
-    torch.save({"state": model.state_dict(), "last": result["last"]}, os.path.join(folder, f"library_rank{rank}.pt"))
+    torch.save({"state": model.state_dict(), "last": result["last"], "seed": torch.initial_seed()},
+               os.path.join(folder, f"library_rank{rank}.pt"))
     # command level, launched as torchrun would: train one epoch, then resume to a second
     from udarts.cli import build_parser, command_train
 
@@ -139,6 +147,8 @@ def test_two_processes_keep_identical_weights_and_match_one_process(two_process_
                if not torch.equal(before[name], after[name])}
     assert {"cells.0", "cells.7", "upsample.2", "head.weight"} <= trained  # the comparison is not between unmoved models
     assert not trained & {"cells.3", "cells.4", "upsample.0"}  # no gradient: C6 does not read them
+    # the last epoch's augmentation seed: rank 0 a single process's, rank 1 its own (seed_epoch)
+    assert [ranks[rank]["seed"] for rank in range(WORLD_SIZE)] == [epoch_seed(0, 1), rank_seed(epoch_seed(0, 1), 1)]
     for rank in range(WORLD_SIZE):
         logged, expected = ranks[rank]["last"], single["last"]
         assert logged["val_miou"] == pytest.approx(expected["val_miou"], rel=1e-12)  # every val image counted once

@@ -15,8 +15,10 @@ from udarts.engine.distributed import (
     RankSliceBatchSampler,
     convert_batchnorm,
     init_from_environment,
+    rank_seed,
     shutdown,
 )
+from udarts.engine.trainer import epoch_seed
 from udarts.losses import cross_entropy
 from udarts.search.darts import DartsStrategy
 from udarts.search.supernet import SuperNet, search_op_names
@@ -76,6 +78,8 @@ def _worker(rank: int, port: int, folder: str) -> None:
     path = command_search(build_parser().parse_args(["search", *CLI_ARGS, "--out", os.path.join(folder, "ddp")]))
     with open(os.path.join(folder, f"path_rank{rank}.txt"), "w") as handle:
         handle.write(str(path))
+    with open(os.path.join(folder, f"seed_rank{rank}.txt"), "w") as handle:
+        handle.write(str(torch.initial_seed()))  # the last epoch's augmentation seed (seed_epoch)
     shutdown(None)
 
 
@@ -133,6 +137,8 @@ def test_search_command_under_two_processes_writes_once_and_matches_one_process(
     ddp = two_process_run / "ddp"
     metrics = [json.loads(line) for line in (ddp / "metrics.jsonl").read_text().splitlines()]
     assert [record["epoch"] for record in metrics] == [1, 2]  # one writer
+    seeds = [int((two_process_run / f"seed_rank{rank}.txt").read_text()) for rank in range(WORLD_SIZE)]
+    assert seeds[0] == epoch_seed(0, 1) and seeds[1] == rank_seed(seeds[0], 1)  # augmentation seeded per rank
     assert len((ddp / "alphas.jsonl").read_text().splitlines()) == 2
     assert main(["search", *CLI_ARGS, "--out", str(tmp_path / "single")]) == 0
     single = torch.load(tmp_path / "single" / "last.pt", weights_only=False)

@@ -73,7 +73,8 @@ class RandomScaleCrop:
     Both the image and the mask are resized to ``round(scale * size)`` (image bilinear, mask
     nearest: the v2 kernels pick the interpolation from the tv_tensor type) and then cropped at
     the same random offset. Factors are at least 1, so the crop never needs padding.
-    Randomness comes from torch's global generator (seeded per DataLoader worker by torch).
+    Randomness comes from torch's global generator (seeded per DataLoader worker by torch; under
+    ``torchrun`` offset per rank, see ``udarts.engine.distributed.rank_seed``).
     """
 
     def __init__(self, size: Sequence[int], scale_range: Sequence[float] = DEFAULT_SCALE_RANGE) -> None:

@@ -9,7 +9,7 @@ What both commands share:
 
 - ``data.batch_size`` is the GLOBAL batch: every process draws the same shuffled batches and
   loads only its contiguous slice (``shard_loader``), so N processes follow the same trajectory
-  as one process on the whole batch;
+  as one process on the whole batch (up to random augmentation, see below);
 - BatchNorm uses the statistics of the global batch (``GlobalBatchNorm2d``, on by default:
   ``search.sync_batchnorm``, ``train.sync_batchnorm``), so the forward pass matches the
   single-process one; without it the running statistics are taken from rank 0 at the end of
@@ -17,6 +17,15 @@ What both commands share:
 - the losses are means over each process's slice; with a per-pixel-mean loss (``ce``) the
   averaged gradient is the global batch's gradient exactly; the Dice loss sums over its batch,
   so under N processes it is the mean of N slice-level Dice losses;
+- random augmentation differs between the processes while the shuffling does not: every loader's
+  generator (the sampler's order, and the base seed of its workers) is seeded alike on every
+  process, but torch's global generator, which the transforms draw from, is reseeded per rank
+  every epoch (``rank_seed``; ``udarts.engine.trainer.seed_epoch``), and so is every worker of a
+  sharded loader (``shard_loader``). A single process, and rank 0, keep the seeds a single
+  process always had; without workers the seeds are a function of (seed, epoch, rank), so a
+  resumed run redraws them (persistent workers are seeded once, from the loader's generator at
+  the first epoch the process runs, on one process as on N); with augmentation, N processes
+  follow one process only statistically;
 - rank 0 alone creates and writes the run folder; the others learn its path from rank 0.
 
 How the gradients are averaged differs:
@@ -33,9 +42,11 @@ How the gradients are averaged differs:
 
 from __future__ import annotations
 
+import functools
 import os
+import random
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -186,9 +197,47 @@ class RankSliceBatchSampler(Sampler[list[int]]):
         return len(self.batch_sampler)
 
 
+# Rank r's augmentation seed is the shared seed plus r times this odd 64-bit constant (2**64 over
+# the golden ratio), modulo 2**64: far from the shared seeds of other epochs and of other workers.
+RANK_SEED_STRIDE = 0x9E37_79B9_7F4A_7C15
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank ``rank``'s random augmentation, derived from ``seed``, a seed that every
+    process shares (an epoch's seed, a DataLoader worker's seed): ``seed`` itself on rank 0, so a
+    single process and rank 0 draw what they drew before ranks had seeds of their own; on any
+    other rank ``(seed + rank * RANK_SEED_STRIDE) mod 2**64``, a different stream per rank."""
+    if rank == 0:
+        return seed
+    return (seed + rank * RANK_SEED_STRIDE) % 2**64
+
+
+def seed_worker_for_rank(rank: int, chained: Callable[[int], None] | None, worker_id: int) -> None:
+    """A DataLoader ``worker_init_fn`` (bound with ``functools.partial``): torch has seeded the
+    worker from the loader's generator, alike on every process; move the worker's torch, ``random``
+    and NumPy generators to this rank's stream (:func:`rank_seed`; nothing changes on rank 0),
+    then run the loader's own ``worker_init_fn`` (``chained``), if any."""
+    if rank != 0:
+        seed = rank_seed(torch.initial_seed(), rank)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        try:
+            import numpy as np
+        except ImportError:  # pragma: no cover - numpy ships with udarts' dependencies
+            pass
+        else:
+            np.random.seed(seed % 2**32)
+    if chained is not None:
+        chained(worker_id)
+
+
 def shard_loader(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
     """A loader over the same global batches as ``loader`` (same sampler and generator) that
-    loads only this rank's slice of each. ``loader.batch_size`` must divide by ``world_size``."""
+    loads only this rank's slice of each. ``loader.batch_size`` must divide by ``world_size``.
+
+    Its workers start from the seeds that ``loader``'s would (the generator is shared) and then
+    move to this rank's augmentation stream (:func:`seed_worker_for_rank`); without workers the
+    transforms draw from torch's global generator, which ``seed_epoch`` seeds per rank."""
     if loader.batch_size is None or loader.batch_size % world_size:
         raise ValueError(
             f"data.batch_size = {loader.batch_size} (the global batch) must be divisible by the {world_size} processes"
@@ -199,6 +248,7 @@ def shard_loader(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
         num_workers=loader.num_workers,
         pin_memory=loader.pin_memory,
         generator=loader.generator,
+        worker_init_fn=functools.partial(seed_worker_for_rank, rank, loader.worker_init_fn),
         persistent_workers=loader.persistent_workers,
         collate_fn=loader.collate_fn,
     )

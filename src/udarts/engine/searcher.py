@@ -102,7 +102,7 @@ def search(
     progress = progress and run is not None
     epoch_bar = tqdm(range(start_epoch, epochs), desc="search", disable=not progress, initial=start_epoch, total=epochs)
     for epoch in epoch_bar:
-        seed_epoch([weight_loader, alpha_loader], seed, epoch)
+        seed_epoch([weight_loader, alpha_loader], seed, epoch, rank=distributed.rank if distributed is not None else 0)
         tau = None
         if temperature is not None and model.sampler is not None:
             tau = temperature.at(epoch, epochs)

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from udarts.engine.distributed import Distributed
+from udarts.engine.distributed import Distributed, rank_seed
 from udarts.engine.runs import Run
 from udarts.metrics import ConfusionMatrix, chance_miou
 
@@ -30,8 +30,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def seed_epoch(loaders: Iterable[DataLoader], seed: int, epoch: int) -> None:
-    torch.manual_seed(epoch_seed(seed, epoch))
+def seed_epoch(loaders: Iterable[DataLoader], seed: int, epoch: int, rank: int = 0) -> None:
+    """Seed one epoch: each loader's generator (the shuffling, and its workers' base seed) alike on
+    every process, so that all ranks draw the same global batches; torch's global generator (the
+    random augmentation without workers) per process (``rank_seed``; unchanged on rank 0 and in
+    a single process)."""
+    torch.manual_seed(rank_seed(epoch_seed(seed, epoch), rank))
     for index, loader in enumerate(loaders):
         if loader.generator is not None:
             loader.generator.manual_seed(epoch_seed(seed, epoch) + 7919 * (index + 1))
@@ -161,7 +165,7 @@ def fit(
     last_metrics: dict[str, Any] = {}
     epoch_bar = tqdm(range(start_epoch, epochs), desc="epochs", disable=not progress, initial=start_epoch, total=epochs)
     for epoch in epoch_bar:
-        seed_epoch([train_loader], seed, epoch)
+        seed_epoch([train_loader], seed, epoch, rank=distributed.rank if distributed is not None else 0)
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss = train_one_epoch(trained, train_loader, loss_fn, optimizer, device, progress, f"epoch {epoch + 1}")
