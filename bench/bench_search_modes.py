@@ -9,14 +9,19 @@ segmentation-models-pytorch's UNet with a ResNet-34 encoder (random init) at the
 size and batch. Every setting runs in a fresh subprocess, so each peak is its own: on CPU the
 peak resident set size (``resource.getrusage``), on CUDA ``torch.cuda.max_memory_allocated``.
 
-Part 2 (counted and extrapolated): the paper-scale cost (width 64, 256x256, batch 8) of each
-mode: FLOPs of one step, counted on the meta device (no memory, no time; ``torch.utils.flop_counter``,
-convolutions and matmuls, a multiply-add = 2 FLOPs); activation memory, (a) counted as the bytes
-of the tensors autograd saves for the backward pass of one forward pass (meta device, fp32), and
-(b) extrapolated from memory measured as in part 1 at two batch sizes (the growth per image,
-scaled to the paper's batch, H x W and width); parameters + gradients + Adam moments; and the
-projected time of a 300-epoch search at ASSUMED sustained throughputs (stated in the output; not
-a GPU measurement).
+Part 2 (counted, and measured at the paper's width): the paper-scale cost (width 64, 256x256,
+batch 8) of each mode. FLOPs of one step are counted on the meta device (no memory, no time;
+``torch.utils.flop_counter``, convolutions and matmuls, a multiply-add = 2 FLOPs). Memory is
+given two ways: (a) counted, the bytes of the tensors autograd saves in one forward pass (meta
+device, fp32) plus 16 bytes per parameter (weights, gradients, Adam moments); (b) measured, the
+peak of live tensor bytes during real search steps of the width-64 supernet on the CPU (the
+profiler's allocation record, ``profile_memory=True``: what ``torch.cuda.max_memory_allocated``
+reports on a GPU, without the CUDA caching allocator's slack and cuDNN workspaces), at a small
+input (32x32) and batches 2 and 4. Every activation is proportional to batch x H x W, so the
+growth from batch 2 to 4, per image, is the activation memory of one 32x32 image, scaled by 8 x (256/32)^2;
+what does not grow (parameters, gradients, Adam moments) is added once. The projected time of a
+300-epoch search is given at ASSUMED sustained throughputs (stated in the output; not a GPU
+measurement).
 
     python bench/bench_search_modes.py --quick          # width 8, 64x64, batch 2 (a few minutes on 2 cores)
     python bench/bench_search_modes.py                  # width 16, 96x128, batch 4 (the issue's CPU size)
@@ -51,6 +56,7 @@ PAPER = {"width": 64, "size": (256, 256), "batch": 8, "epochs": 300}
 # flops_penalty, compile; "cuda_only" marks switches meant for GPUs.
 MODES: dict[str, tuple[str, dict[str, Any]]] = {
     "unet_resnet34": ("UNet (ResNet-34), one training step", {"kind": "unet"}),
+    "unet_resnet34_bf16": ("UNet (ResNet-34) + bf16 autocast, one training step", {"kind": "unet", "amp": "bf16"}),
     "darts": ("DARTS mixture (first order), the reference", {}),
     "darts_pruned": ("DARTS after pruning (none + 1 op per edge)", {"pruned": True}),
     "darts_checkpoint": ("DARTS + activation checkpointing", {"checkpoint_cells": True}),
@@ -61,12 +67,16 @@ MODES: dict[str, tuple[str, dict[str, Any]]] = {
     "darts_compile": ("DARTS + torch.compile (inductor)", {"compile": True, "optional": True}),
     "gdas": ("GDAS (one sampled op per edge)", {"mode": "gdas"}),
     "gdas_checkpoint": ("GDAS + activation checkpointing", {"mode": "gdas", "checkpoint_cells": True}),
+    "gdas_bf16": ("GDAS + bf16 autocast", {"mode": "gdas", "amp": "bf16"}),
+    "gdas_checkpoint_bf16": ("GDAS + checkpointing + bf16 autocast", {"mode": "gdas", "checkpoint_cells": True, "amp": "bf16"}),
     "pc_darts": ("PC-DARTS (K = 4)", {"mode": "pc_darts"}),
     "pc_darts_checkpoint": ("PC-DARTS (K = 4) + activation checkpointing", {"mode": "pc_darts", "checkpoint_cells": True}),
 }
 # Modes whose paper-scale FLOPs and activation memory are counted in part 2.
-PAPER_MODES = ["unet_resnet34", "darts", "darts_pruned", "darts_checkpoint", "gdas", "gdas_checkpoint", "pc_darts",
-               "pc_darts_checkpoint"]
+PAPER_MODES = ["unet_resnet34", "darts", "darts_pruned", "darts_checkpoint", "gdas", "gdas_checkpoint", "gdas_bf16",
+               "gdas_checkpoint_bf16", "pc_darts", "pc_darts_checkpoint"]
+# The paper-scale memory is measured at the paper's width on this small input, batches 1 and 2.
+PAPER_PROBE = {"size": (32, 32), "batches": (2, 4), "gdas_draws": 3}
 
 
 # ---- building ----------------------------------------------------------------------------------
@@ -106,7 +116,7 @@ def build_unet():
 
 
 def make_step(settings: dict[str, Any], width: int, image_size: tuple[int, int], device: torch.device, loss: str = "dice"):
-    """(model, step function taking (train_batch, val_batch)) for one setting of ``MODES``."""
+    """(model, step function taking (train_batch, val_batch), optimizers) for one setting of ``MODES``."""
     from udarts.efficiency import MixedPrecision, compile_model, to_channels_last
     from udarts.losses import cross_entropy, dice_loss
     from udarts.search.darts import DartsStrategy
@@ -116,16 +126,19 @@ def make_step(settings: dict[str, Any], width: int, image_size: tuple[int, int],
     if settings.get("kind") == "unet":
         model = build_unet().to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        precision = MixedPrecision(settings.get("amp", "none"), device)
 
         def unet_step(train_batch, val_batch):
             optimizer.zero_grad(set_to_none=True)
             images, masks = train_batch
-            loss_value = loss_fn(model(images), masks)
+            with precision.autocast():
+                logits = model(images)
+            loss_value = loss_fn(logits.float(), masks)
             loss_value.backward()
             optimizer.step()
             return loss_value
 
-        return model, unet_step
+        return model, unet_step, [optimizer]
 
     model = build_supernet(settings, width).to(device)
     if settings.get("channels_last"):
@@ -134,14 +147,14 @@ def make_step(settings: dict[str, Any], width: int, image_size: tuple[int, int],
     penalty = None
     if settings.get("flops_penalty"):
         penalty = ExpectedFlopsPenalty(model, image_size, settings["flops_penalty"])
+    optimizers = [torch.optim.Adam(model.weight_parameters(), lr=1e-3),
+                  torch.optim.Adam(model.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)]
     strategy = DartsStrategy(
-        model, loss_fn, torch.optim.Adam(model.weight_parameters(), lr=1e-3),
-        torch.optim.Adam(model.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3),
-        alpha_penalty=penalty, precision=precision if precision.enabled else None,
+        model, loss_fn, *optimizers, alpha_penalty=penalty, precision=precision if precision.enabled else None,
     )
     if settings.get("compile"):
         compile_model(model)
-    return model, lambda train_batch, val_batch: strategy.step(train_batch, val_batch)["train_loss"]
+    return model, lambda train_batch, val_batch: strategy.step(train_batch, val_batch)["train_loss"], optimizers
 
 
 # ---- part 1: one mode, measured in this (fresh) process ------------------------------------------
@@ -153,7 +166,7 @@ def current_rss_bytes() -> int:
 def measure(name: str, width: int, image_size: tuple[int, int], batch: int, steps: int, device_name: str) -> dict[str, Any]:
     device = torch.device(device_name)
     settings = MODES[name][1]
-    model, step = make_step(settings, width, image_size, device)
+    model, step, _ = make_step(settings, width, image_size, device)
     generator = torch.Generator().manual_seed(0)
 
     def make_batch():
@@ -199,11 +212,14 @@ def measure(name: str, width: int, image_size: tuple[int, int], batch: int, step
     }
 
 
-def run_worker(name: str, args: argparse.Namespace, batch: int | None = None) -> dict[str, Any] | None:
-    batch = batch or args.batch
-    command = [sys.executable, __file__, "--worker", name, "--width", str(args.width), "--size",
-               f"{args.size[0]}x{args.size[1]}", "--batch", str(batch), "--steps", str(args.steps),
-               "--device", args.device]
+def run_worker(name: str, args: argparse.Namespace, paper: bool = False) -> dict[str, Any] | None:
+    """Measure one setting in a fresh process (part 1, or with ``paper`` the paper-scale memory)."""
+    if paper:
+        command = [sys.executable, __file__, "--paper-worker", name]
+    else:
+        command = [sys.executable, __file__, "--worker", name, "--width", str(args.width), "--size",
+                   f"{args.size[0]}x{args.size[1]}", "--batch", str(args.batch), "--steps", str(args.steps),
+                   "--device", args.device]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=args.timeout)
     if result.returncode != 0:
@@ -211,9 +227,13 @@ def run_worker(name: str, args: argparse.Namespace, batch: int | None = None) ->
               file=sys.stderr)
         return None
     record = json.loads(result.stdout.strip().splitlines()[-1])
-    record["batch"] = batch
-    print(f"  {name} (batch {batch}): step {record['step_s']:.3f} s, peak {record['peak_mb']:.0f} MB "
-          f"({time.perf_counter() - started:.0f} s wall)", file=sys.stderr)
+    wall = time.perf_counter() - started
+    if paper:
+        print(f"  {name}: paper-scale peak {record['paper_bytes_max'] / 2**30:.1f} GB ({wall:.0f} s wall)", file=sys.stderr)
+    else:
+        record["batch"] = args.batch
+        print(f"  {name} (batch {args.batch}): step {record['step_s']:.3f} s, peak {record['peak_mb']:.0f} MB "
+              f"({wall:.0f} s wall)", file=sys.stderr)
     return record
 
 
@@ -269,6 +289,7 @@ def paper_scale_costs(name: str, seeds: int = 3) -> dict[str, Any]:
     width, (height, image_width), batch = PAPER["width"], PAPER["size"], PAPER["batch"]
     settings = dict(MODES[name][1])
     checkpointed = settings.pop("checkpoint_cells", False)
+    settings.pop("amp", None)  # counted in fp32 (autocast has no meta device)
     flops, activations, parameters = [], [], 0
     # GDAS computes one sampled op per edge: on the meta device (no values to sample from) each
     # count takes a random op per edge (a mask); the mean over a few draws is the expected cost.
@@ -276,7 +297,7 @@ def paper_scale_costs(name: str, seeds: int = 3) -> dict[str, Any]:
     for seed in range(seeds if sampled else 1):
         counted = {**settings, "mode": "darts", "pruned": True} if sampled else settings
         with torch.device("meta"):
-            model, step = make_step(counted, width, PAPER["size"], torch.device("meta"), loss="ce")
+            model, step, _ = make_step(counted, width, PAPER["size"], torch.device("meta"), loss="ce")
             if sampled:
                 keep_random_ops(model, seed, keep_none=False)
             images = torch.empty(batch, 3, height, image_width)
@@ -295,6 +316,126 @@ def paper_scale_costs(name: str, seeds: int = 3) -> dict[str, Any]:
         activations.append(saved.checkpointed_estimate() if checkpointed else saved.total)
     return {"mode": name, "parameters": parameters, "step_flops": statistics.mean(flops),
             "activation_bytes": statistics.mean(activations)}
+
+OPTIMIZER_RANGE = "optimizer.step"
+
+
+def peak_live_bytes(function, *inputs) -> dict[str, int]:
+    """The peaks of live tensor bytes while ``function(*inputs)`` runs, above the level before it,
+    inside the optimisers' steps (ranges named ``OPTIMIZER_RANGE``) and outside them (forward and
+    backward passes): the CPU allocator's record under ``torch.profiler`` (``profile_memory=True``).
+    The record only knows the size of tensors allocated while a profiler was recording, so a
+    tensor the function frees must come from an earlier profiled call (see ``measure_paper_memory``)."""
+    import tempfile
+
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        float(function(*inputs))
+    with tempfile.TemporaryDirectory() as folder:
+        trace = Path(folder) / "trace.json"
+        profiler.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text())["traceEvents"]
+    ranges = [(e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == OPTIMIZER_RANGE and e.get("ph") == "X"]
+    records = sorted((e["ts"], e["args"]) for e in events if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0)
+    peaks = {"forward_backward": 0, "optimizer": 0}
+    if not records:
+        return peaks
+    before = records[0][1]["Total Allocated"] - records[0][1]["Bytes"]
+    for time_stamp, args in records:
+        phase = "optimizer" if any(start <= time_stamp <= end for start, end in ranges) else "forward_backward"
+        peaks[phase] = max(peaks[phase], args["Total Allocated"] - before)
+    return peaks
+
+
+def mark_optimizer_steps(optimizers) -> None:
+    """Wrap each optimiser's ``step`` in a profiler range named ``OPTIMIZER_RANGE``."""
+    from torch.profiler import record_function
+
+    for optimizer in optimizers:
+        def step(*args, _step=optimizer.step, **kwargs):
+            with record_function(OPTIMIZER_RANGE):
+                return _step(*args, **kwargs)
+        optimizer.step = step
+
+
+def live_state_bytes(model: torch.nn.Module, optimizers) -> dict[str, int]:
+    """Bytes of the parameters, of the gradients alive now, and of the optimisers' state."""
+    parameters = list(model.parameters())
+    state = sum(t.numel() * t.element_size() for optimizer in optimizers for values in optimizer.state.values()
+                for t in values.values() if torch.is_tensor(t) and t.dim() > 0)
+    return {
+        "parameter_bytes": sum(p.numel() * p.element_size() for p in parameters),
+        "gradient_bytes": sum(p.grad.numel() * p.grad.element_size() for p in parameters if p.grad is not None),
+        "optimizer_bytes": state,
+    }
+
+
+def measure_paper_memory(name: str) -> dict[str, Any]:
+    """Peak live tensor memory of search steps at the paper's width, on the small probe input at
+    two batches (the same random draws at both), and its extrapolation to the paper's batch and
+    size. A peak is absolute: the parameters, the optimisers' state and the gradients alive when
+    the step starts, plus the step's own peak above them. The forward and backward passes and
+    the optimisers' steps peak at different moments:
+
+        forward/backward peak at the paper's size = peak at batch b + (8 x (256 x 256) / (32 x 32) - b) x growth per image
+        optimiser peak                            = its measured peak (does not grow with the batch)
+
+    and the step's peak is the larger."""
+    settings = MODES[name][1]
+    size = PAPER_PROBE["size"]
+    small, large = PAPER_PROBE["batches"]
+    model, step, optimizers = make_step(settings, PAPER["width"], size, torch.device("cpu"))
+    mark_optimizer_steps(optimizers)
+    for group in optimizers[-1].param_groups:  # alphas frozen: GDAS samples the same ops from the same noise
+        group["lr"] = 0.0
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(count: int):
+        return (torch.randn(count, 3, *size, generator=generator),
+                torch.randint(0, NUM_CLASSES, (count, *size), generator=generator))
+
+    def reseed(seed: int) -> None:
+        torch.manual_seed(seed)
+        if hasattr(model, "reseed_sampler"):
+            model.reseed_sampler(seed)  # GDAS draws from a generator of its own
+
+    # Adam moments of every op (GDAS and pruning would otherwise add them inside the measured steps,
+    # as new ops get sampled): one step with zero gradients, which leaves the weights unchanged
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                parameter.grad = torch.zeros_like(parameter)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    # warm-up, profiled, so that the allocation record knows the size of the gradients the
+    # measured steps free
+    peak_live_bytes(step, batch(small), batch(small))
+    parameters = sum(p.numel() for p in model.parameters())
+    scale = PAPER["size"][0] * PAPER["size"][1] / (size[0] * size[1])
+    draws = []
+    for draw in range(PAPER_PROBE["gdas_draws"] if settings.get("mode") == "gdas" else 1):
+        peaks = {}
+        for count in (small, large):
+            train_batch, val_batch = batch(count), batch(count)
+            # The same sampled ops at both batches (GDAS), and the same gradients alive when the step
+            # starts: a step on the same draw first (its gradients live on into the alpha step)
+            reseed(1000 + draw)
+            peak_live_bytes(step, train_batch, val_batch)
+            reseed(1000 + draw)
+            state = live_state_bytes(model, optimizers)
+            relative = peak_live_bytes(step, train_batch, val_batch)
+            base = state["parameter_bytes"] + state["gradient_bytes"] + state["optimizer_bytes"]
+            peaks[count] = {**state, **{phase: base + value for phase, value in relative.items()}}
+        per_image = (peaks[large]["forward_backward"] - peaks[small]["forward_backward"]) / (large - small)
+        forward_backward = peaks[small]["forward_backward"] + (PAPER["batch"] * scale - small) * per_image
+        optimizer = max(peaks[small]["optimizer"], peaks[large]["optimizer"])
+        draws.append({"peaks": peaks, "per_image_bytes": per_image,
+                      "paper_forward_backward_bytes": forward_backward, "paper_optimizer_bytes": optimizer,
+                      "paper_bytes": max(forward_backward, optimizer)})
+    return {"mode": name, "parameters": parameters, "probe_size": list(size), "probe_batches": [small, large],
+            "draws": draws, "paper_bytes_mean": statistics.mean(d["paper_bytes"] for d in draws),
+            "paper_bytes_max": max(d["paper_bytes"] for d in draws)}
 
 
 def _cells_forward_flops(model, images) -> int:
@@ -319,14 +460,15 @@ def _cells_forward_flops(model, images) -> int:
 
 
 # ---- report --------------------------------------------------------------------------------------
-def markdown(args: argparse.Namespace, measured: list[dict], doubled: list[dict], paper: list[dict], started: float) -> str:
+def markdown(args: argparse.Namespace, measured: list[dict], paper: list[dict], paper_memory: list[dict],
+             started: float) -> str:
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{cpu_model()}, {os.cpu_count()} cores"
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     load = os.getloadavg()[0]
     lines = [
         "## Search modes: cost of one search step",
         "",
-        f"Command: `python bench/bench_search_modes.py{' --quick' if args.quick else ''} --device {args.device}` "
+        f"Command: `python bench/bench_search_modes.py {' '.join(sys.argv[1:])}` "
         f"(width {args.width}, {args.size[0]}x{args.size[1]}, batch {args.batch}, {NUM_CLASSES} classes, "
         f"median of {args.steps} steps after one warm-up step, each setting in a fresh process).  ",
         f"Machine: {device}; OMP_NUM_THREADS={threads}; torch {torch.__version__}; "
@@ -351,55 +493,47 @@ def markdown(args: argparse.Namespace, measured: list[dict], doubled: list[dict]
             f"{record['peak_mb']:.0f} | {ratio_memory} | {record['step_mb']:.0f} | {record['activation_mb']:.0f} |"
         )
     if paper:
-        # MB per image measured at width args.width and args.size -> GB at the paper's batch, size, width
-        per_image_scale = PAPER["batch"] * (PAPER["size"][0] * PAPER["size"][1]) / (args.size[0] * args.size[1]) / 1024
-        slopes = {}  # activation MB per image: the difference between batch and 2 x batch
-        for small in measured:
-            large = next((r for r in doubled if r["mode"] == small["mode"]), None)
-            if large and large["activation_mb"] > small["activation_mb"]:
-                slopes[small["mode"]] = (large["activation_mb"] - small["activation_mb"]) / (large["batch"] - small["batch"])
+        memory = {record["mode"]: record for record in paper_memory}
         steps_per_epoch = args.paper_train_images // 2 // PAPER["batch"]
+        probe = PAPER_PROBE["size"]
         lines += [
             "",
             f"### Paper scale (width {PAPER['width']}, {PAPER['size'][0]}x{PAPER['size'][1]}, batch {PAPER['batch']})",
             "",
             "FLOPs of one search step counted on the meta device (convolutions and matmuls; GDAS: mean over 3 "
-            "random samples; checkpointing adds one forward pass of the cells per step). Activations: (a) counted, "
-            "the bytes of the tensors autograd saves in one fp32 forward pass (meta device; with checkpointing: the "
-            "rest of the net, the cells' inputs and the largest cell); (b) extrapolated from the activations "
-            f"measured above: the growth of the activation memory from batch {args.batch} to {2 * args.batch} (which "
-            "cancels the fixed overheads) per image, scaled to the paper's batch, H x W and width (activation memory "
-            "scales with each; the UNet's width is fixed, so not by width); it includes what the counted figure "
-            "leaves out (gradients of activations during the backward pass, temporaries, allocator slack) and the "
-            "noise of a peak-RSS measurement multiplied by the scale. Memory = parameters + gradients + Adam "
-            "moments (16 bytes per parameter, fp32) + activations (a) or (b); fits 24 GB: yes if both do, maybe if "
-            "one does. The alpha step and the weight step run "
-            "one after the other, so one step's activations are live at a time. bf16 autocast roughly halves the "
-            f"activations. A 300-epoch search = 300 x {steps_per_epoch} steps ({args.paper_train_images} training "
-            f"images split in two halves, batch {PAPER['batch']}); hours at ASSUMED sustained throughputs of "
-            "30 TFLOP/s (an RTX 3090-class card, TF32) and 200 TFLOP/s (an H100, bf16), not measured.",
+            "random samples; checkpointing adds one forward pass of the cells per step). Memory (a) counted: "
+            "16 bytes per parameter (fp32 weights, gradients, Adam moments) + the bytes of the tensors autograd saves in "
+            "one fp32 forward pass (meta device; with checkpointing: the rest of the net, the cells' inputs and the "
+            "largest cell). Memory (b) measured: the peak of live tensor bytes during real search steps of the "
+            f"width-{PAPER['width']} supernet on the CPU (torch.profiler's allocation record, the CPU counterpart of "
+            f"`torch.cuda.max_memory_allocated`), at {probe[0]}x{probe[1]} and batches "
+            f"{' and '.join(map(str, PAPER_PROBE['batches']))}: the growth per image scaled by "
+            f"{PAPER['batch']} x ({PAPER['size'][0]}x{PAPER['size'][1]}) / ({probe[0]}x{probe[1]}), plus 12 bytes per "
+            "parameter (weights and Adam moments of every op) and the gradients alive before the step; GDAS: the "
+            f"largest of {PAPER_PROBE['gdas_draws']} sampled architectures (mean in brackets). Neither includes the "
+            "CUDA caching allocator's slack or cuDNN workspaces (typically a few GB). Fits 24 GB: by (b). "
+            f"A 300-epoch search = 300 x {steps_per_epoch} steps ({args.paper_train_images} training images split in "
+            f"two halves, batch {PAPER['batch']}); hours at ASSUMED sustained throughputs of 30 TFLOP/s (an RTX "
+            "3090-class card, TF32) and 200 TFLOP/s (an H100, bf16), not measured.",
             "",
-            "| setting | parameters | TFLOPs per step | activations GB (a) counted | (b) extrapolated | memory GB (a) / (b) | "
-            "fits 24 GB | 300 epochs, h at 30 / 200 TFLOP/s |",
-            "|---|---:|---:|---:|---:|---:|---|---:|",
+            "| setting | parameters | TFLOPs per step | memory GB (a) counted | (b) measured | fits 24 GB | "
+            "300 epochs, h at 30 / 200 TFLOP/s |",
+            "|---|---:|---:|---:|---:|---|---:|",
         ]
         for record in paper:
             name = record["mode"]
-            state_gb = 16 * record["parameters"] / 2**30
-            counted_gb = record["activation_bytes"] / 2**30
-            memories = [state_gb + counted_gb]
-            extrapolated = "-"
-            if name in slopes:
-                width_scale = 1.0 if name == "unet_resnet34" else PAPER["width"] / args.width
-                extrapolated_gb = slopes[name] * per_image_scale * width_scale
-                memories.append(state_gb + extrapolated_gb)
-                extrapolated = f"{extrapolated_gb:.1f}"
-            fits = sum(memory <= 24 for memory in memories)
-            verdict = "yes" if fits == len(memories) else ("maybe" if fits else "no")
+            counted_gb = (16 * record["parameters"] + record["activation_bytes"]) / 2**30
+            measured = memory.get(name)
+            if measured is not None:
+                largest, mean = measured["paper_bytes_max"] / 2**30, measured["paper_bytes_mean"] / 2**30
+                measured_text = f"{largest:.1f}" + (f" ({mean:.1f})" if len(measured["draws"]) > 1 else "")
+                fits = "yes" if largest <= 24 else ("some samples" if mean <= 24 else "no")
+            else:
+                measured_text, fits = "-", "-"
             total_flops = record["step_flops"] * steps_per_epoch * PAPER["epochs"]
             lines.append(
                 f"| {MODES[name][0]} | {record['parameters'] / 1e6:.1f} M | {record['step_flops'] / 1e12:.1f} | "
-                f"{counted_gb:.1f} | {extrapolated} | {' / '.join(f'{m:.1f}' for m in memories)} | {verdict} | "
+                f"{counted_gb:.1f} | {measured_text} | {fits} | "
                 f"{total_flops / 30e12 / 3600:,.0f} / {total_flops / 200e12 / 3600:,.0f} |"
             )
     return "\n".join(lines)
@@ -412,11 +546,12 @@ def main() -> None:
     parser.add_argument("--modes", help="comma-separated subset of: " + ", ".join(MODES))
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile on CPU)")
     parser.add_argument("--no-paper-scale", action="store_true", help="skip the paper-scale estimate")
-    parser.add_argument("--paper-scale-only", action="store_true", help="only the paper-scale estimate (no extrapolation)")
+    parser.add_argument("--paper-scale-only", action="store_true", help="only the paper-scale costs (no part 1)")
     parser.add_argument("--paper-train-images", type=int, default=3680, help="Oxford-IIIT Pet trainval (default 3680)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per setting")
     parser.add_argument("--json", help="also write the raw numbers here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--paper-worker", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int)
     parser.add_argument("--size")
     parser.add_argument("--batch", type=int)
@@ -433,6 +568,10 @@ def main() -> None:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
         print(json.dumps(measure(args.worker, args.width, args.size, args.batch, args.steps, args.device)))
         return
+    if args.paper_worker:
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+        print(json.dumps(measure_paper_memory(args.paper_worker)))
+        return
 
     started = time.perf_counter()
     names = args.modes.split(",") if args.modes else list(MODES)
@@ -443,20 +582,17 @@ def main() -> None:
         names = [n for n in names if not MODES[n][1].get("optional")]
     print(f"measuring {len(names)} settings at width {args.width}, {args.size}, batch {args.batch}", file=sys.stderr)
     measured = [] if args.paper_scale_only else [record for record in (run_worker(name, args) for name in names) if record]
-    doubled = []
-    paper = []
-    if not args.no_paper_scale and not args.paper_scale_only:
-        print("measuring the paper-scale settings again at twice the batch (for the extrapolation)", file=sys.stderr)
-        doubled = [r for r in (run_worker(name, args, 2 * args.batch) for name in PAPER_MODES if name in names) if r]
+    paper, paper_memory = [], []
     if not args.no_paper_scale:
         print("counting the paper-scale costs on the meta device", file=sys.stderr)
         paper = [paper_scale_costs(name) for name in PAPER_MODES if name in names]
-    print(markdown(args, measured, doubled, paper, started))
+        print(f"measuring the paper-scale memory at width {PAPER['width']}, {PAPER_PROBE['size']}", file=sys.stderr)
+        paper_memory = [r for r in (run_worker(name, args, paper=True) for name in PAPER_MODES if name in names) if r]
+    print(markdown(args, measured, paper, paper_memory, started))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items()}, "measured": measured,
-                                               "measured_at_twice_the_batch": doubled, "paper_scale": paper},
+                                               "paper_scale": paper, "paper_scale_memory": paper_memory},
                                               indent=2, default=str) + "\n")
-
 
 if __name__ == "__main__":
     main()

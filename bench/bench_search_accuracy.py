@@ -1,0 +1,229 @@
+"""What each search saving costs in accuracy: full searches per setting and seed, each genotype
+retrained and scored.
+
+For every setting (a search mode, optionally with more ``search.*`` overrides such as a FLOPs
+penalty) and every seed, this runs the three commands a user would run::
+
+    udarts search --config SEARCH_CONFIG --root ROOT --seed S --set search.mode=M ... --out OUT/search-<setting>-seed<S>
+    udarts train  --config TRAIN_CONFIG  --root ROOT --seed S --genotype .../genotype.json --out OUT/train-<setting>-seed<S>
+
+and then reads, from the run folders: the search's wall time (its summed epoch times), the
+retrained SEARCH-Net's best and final val mIoU, and its parameters and FLOPs (one image at the
+training size). Finished runs are reused and interrupted ones resumed, so the command can be
+re-run until it completes; ``--jobs 2`` runs two commands at a time (one torch thread each).
+
+    python bench/bench_search_accuracy.py --root ../shared/data --out runs/bench-accuracy \\
+        --settings darts,gdas --seeds 0,1
+    python bench/bench_search_accuracy.py --root ../shared/data --out runs/bench-accuracy \\
+        --settings gdas:flops_penalty=0.1,gdas:flops_penalty=1 --seeds 0    # the mIoU-FLOPs trade-off
+
+A setting is ``MODE[:KEY=VALUE[:KEY=VALUE...]]`` with keys of the config's ``search`` section.
+Prints a Markdown section for BENCHMARKS.md; ``--json FILE`` also writes the raw numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from udarts.complexity import cpu_model
+from udarts.engine.compare import Statistic, measure_cost, read_run_result
+from udarts.engine.logs import read_jsonl
+from udarts.genotype import Genotype
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SEARCH_CONFIG = REPO_ROOT / "configs" / "pets-search-cpu.yaml"
+TRAIN_CONFIG = REPO_ROOT / "configs" / "pets-train-64-cpu.yaml"
+
+
+@dataclass(frozen=True)
+class Setting:
+    label: str  # as given on the command line, e.g. "gdas:flops_penalty=0.1"
+    mode: str
+    overrides: tuple[tuple[str, str], ...]  # (search key, value)
+
+    @classmethod
+    def parse(cls, text: str) -> "Setting":
+        mode, *assignments = text.split(":")
+        overrides = []
+        for assignment in assignments:
+            key, separator, value = assignment.partition("=")
+            if not separator or not key:
+                raise SystemExit(f"--settings: {text!r}: expected MODE[:KEY=VALUE...], got {assignment!r}")
+            overrides.append((key, value))
+        return cls(text, mode, tuple(overrides))
+
+    @property
+    def slug(self) -> str:
+        return self.label.replace(":", "-").replace("=", "")
+
+    def set_flags(self) -> list[str]:
+        flags = ["--set", f"search.mode={self.mode}"]
+        for key, value in self.overrides:
+            flags += ["--set", f"search.{key}={value}"]
+        return flags
+
+
+@dataclass
+class Outcome:
+    setting: str
+    seed: int
+    search_minutes: float
+    search_epochs: int
+    genotype: str  # one line: the ops each cell kept
+    parameters: int
+    gflops: float
+    image_size: list[int]
+    best_val_miou: float
+    final_val_miou: float
+    train_minutes: float
+
+
+def run_command(command: list[str], log_path: Path) -> None:
+    environment = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    started = time.perf_counter()
+    with log_path.open("a") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=environment)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed with exit code {result.returncode}; see {log_path}")
+    print(f"  done in {(time.perf_counter() - started) / 60:.1f} min: {' '.join(command[1:4])} ... {command[-1]}",
+          file=sys.stderr, flush=True)
+
+
+def search_then_train(setting: Setting, seed: int, args: argparse.Namespace) -> Outcome:
+    """Search, then retrain the genotype; each step reuses a finished run or resumes a started one."""
+    search_dir = args.out / f"search-{setting.slug}-seed{seed}"
+    train_dir = args.out / f"train-{setting.slug}-seed{seed}"
+    udarts = [sys.executable, "-m", "udarts.cli"]
+    if not finished(search_dir, "search"):
+        if (search_dir / "last.pt").is_file():
+            command = udarts + ["search", "--resume", str(search_dir), "--no-progress"]
+        else:
+            command = udarts + ["search", "--config", str(args.search_config), "--root", str(args.root),
+                                "--seed", str(seed), *setting.set_flags(), "--no-progress", "--out", str(search_dir)]
+        run_command(command, args.out / f"search-{setting.slug}-seed{seed}.log")
+    if not finished(train_dir, "train"):
+        if (train_dir / "last.pt").is_file():
+            command = udarts + ["train", "--resume", str(train_dir), "--no-progress"]
+        else:
+            command = udarts + ["train", "--config", str(args.train_config), "--root", str(args.root), "--seed", str(seed),
+                                "--genotype", str(search_dir / "genotype.json"), "--no-progress", "--out", str(train_dir)]
+        run_command(command, args.out / f"train-{setting.slug}-seed{seed}.log")
+    return read_outcome(setting, seed, search_dir, train_dir)
+
+
+def finished(run_dir: Path, section: str) -> bool:
+    """Whether a run folder logged all the epochs its config asks for."""
+    config, metrics = run_dir / "config.yaml", run_dir / "metrics.jsonl"
+    if not (config.is_file() and metrics.is_file()):
+        return False
+    return len(read_jsonl(metrics)) >= int(yaml.safe_load(config.read_text())[section]["epochs"])
+
+
+def read_outcome(setting: Setting, seed: int, search_dir: Path, train_dir: Path) -> Outcome:
+    search_records = read_jsonl(search_dir / "metrics.jsonl")
+    trained = read_run_result(setting.label, seed, train_dir)
+    cost = measure_cost(train_dir / "best.pt", torch.device("cpu"), warmup=1, repeats=1)
+    genotype = Genotype.load(search_dir / "genotype.json")
+    return Outcome(
+        setting=setting.label,
+        seed=seed,
+        search_minutes=sum(record.get("seconds") or 0.0 for record in search_records) / 60,
+        search_epochs=len(search_records),
+        genotype=describe(genotype),
+        parameters=cost.parameters,
+        gflops=cost.flops / 1e9,
+        image_size=cost.image_size,
+        best_val_miou=trained.best_val_miou,
+        final_val_miou=trained.val_miou,
+        train_minutes=trained.train_seconds / 60,
+    )
+
+
+def describe(genotype: Genotype) -> str:
+    """Counts of the kept ops over all cells, e.g. ``conv_3x3 x5, identity x3``."""
+    counts: dict[str, int] = {}
+    for cell in genotype.cells:
+        for op_name in cell.ops():
+            counts[op_name] = counts.get(op_name, 0) + 1
+    return ", ".join(f"{name} x{count}" for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def markdown(args: argparse.Namespace, settings: list[Setting], outcomes: list[Outcome], started: float) -> str:
+    load = os.getloadavg()[0]
+    lines = [
+        "## Search accuracy per mode: full CPU searches, each genotype retrained",
+        "",
+        f"Command: `python bench/bench_search_accuracy.py --root {args.root} --settings {','.join(s.label for s in settings)} "
+        f"--seeds {','.join(map(str, args.seeds))} --jobs {args.jobs}`  ",
+        f"Search: `{args.search_config.relative_to(REPO_ROOT)}`; retraining: `{args.train_config.relative_to(REPO_ROOT)}` "
+        "(the same seed as the search). val = the Pet subset's official test list (99 images).  ",
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {args.jobs} command(s) at a time, one torch thread each; "
+        f"torch {torch.__version__}; 1-minute load average {load:.1f} at the end.  ",
+        f"Date: {datetime.date.today().isoformat()}; this invocation took {(time.perf_counter() - started) / 60:.1f} min "
+        "(finished runs are reused, so a re-run is shorter than the work it reports).",
+        "",
+        "| setting | seed | search min | SEARCH-Net params | GFLOPs | best val mIoU | final val mIoU | kept ops |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for outcome in outcomes:
+        lines.append(
+            f"| {outcome.setting} | {outcome.seed} | {outcome.search_minutes:.1f} | {outcome.parameters / 1e6:.2f} M | "
+            f"{outcome.gflops:.3f} | {100 * outcome.best_val_miou:.2f} | {100 * outcome.final_val_miou:.2f} | {outcome.genotype} |"
+        )
+    lines += ["", "| setting | seeds | search min, mean | GFLOPs, mean | best val mIoU, mean +- std |", "|---|---:|---:|---:|---:|"]
+    for setting in settings:
+        rows = [outcome for outcome in outcomes if outcome.setting == setting.label]
+        if not rows:
+            continue
+        miou = Statistic.of([100 * row.best_val_miou for row in rows])
+        spread = f" +- {miou.std:.2f}" if miou.std is not None else ""
+        lines.append(
+            f"| {setting.label} | {len(rows)} | {Statistic.of([row.search_minutes for row in rows]).mean:.1f} | "
+            f"{Statistic.of([row.gflops for row in rows]).mean:.3f} | {miou.mean:.2f}{spread} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True, type=Path, help="dataset root (the folder holding oxford-iiit-pet/)")
+    parser.add_argument("--out", required=True, type=Path, help="folder of the runs (re-used on a re-run)")
+    parser.add_argument("--settings", default="darts,gdas", help="comma-separated MODE[:KEY=VALUE...] (default darts,gdas)")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
+    parser.add_argument("--search-config", type=Path, default=SEARCH_CONFIG)
+    parser.add_argument("--train-config", type=Path, default=TRAIN_CONFIG)
+    parser.add_argument("--jobs", type=int, default=1, help="commands run at a time (default 1)")
+    parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    args = parser.parse_args()
+    args.seeds = [int(seed) for seed in args.seeds.split(",")]
+    args.search_config, args.train_config = args.search_config.resolve(), args.train_config.resolve()
+    settings = [Setting.parse(text) for text in args.settings.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+
+    started = time.perf_counter()
+    tasks = [(setting, seed) for setting in settings for seed in args.seeds]
+    print(f"{len(tasks)} search + retrain pairs, {args.jobs} at a time; logs in {args.out}", file=sys.stderr)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        outcomes = list(pool.map(lambda task: search_then_train(task[0], task[1], args), tasks))
+    print(markdown(args, settings, outcomes, started))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(outcome) for outcome in outcomes], indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
