@@ -198,6 +198,34 @@ def markdown(args: argparse.Namespace, settings: list[Setting], outcomes: list[O
     return "\n".join(lines)
 
 
+def plot_tradeoff(outcomes: list[Outcome], path: Path) -> Path:
+    """Best val mIoU against the retrained SEARCH-Net's GFLOPs, one point per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    labels = list(dict.fromkeys(outcome.setting for outcome in outcomes))
+    for index, label in enumerate(labels):
+        rows = [outcome for outcome in outcomes if outcome.setting == label]
+        axes.scatter([row.gflops for row in rows], [100 * row.best_val_miou for row in rows], label=label,
+                     color=plt.cm.tab10(index % 10), zorder=3)
+    axes.set_xscale("log")
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axes.set_xlabel(f"SEARCH-Net GFLOPs per image ({outcomes[0].image_size[0]}x{outcomes[0].image_size[1]})")
+    axes.set_ylabel("best val mIoU (%)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, type=Path, help="dataset root (the folder holding oxford-iiit-pet/)")
@@ -208,6 +236,7 @@ def main() -> None:
     parser.add_argument("--train-config", type=Path, default=TRAIN_CONFIG)
     parser.add_argument("--jobs", type=int, default=1, help="commands run at a time (default 1)")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--plot", type=Path, help="also draw val mIoU against SEARCH-Net GFLOPs here (.png)")
     args = parser.parse_args()
     args.seeds = [int(seed) for seed in args.seeds.split(",")]
     args.search_config, args.train_config = args.search_config.resolve(), args.train_config.resolve()
@@ -223,6 +252,8 @@ def main() -> None:
     print(markdown(args, settings, outcomes, started))
     if args.json:
         args.json.write_text(json.dumps([asdict(outcome) for outcome in outcomes], indent=2) + "\n")
+    if args.plot:
+        plot_tradeoff(outcomes, args.plot)
 
 
 if __name__ == "__main__":

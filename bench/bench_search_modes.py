@@ -14,12 +14,12 @@ batch 8) of each mode. FLOPs of one step are counted on the meta device (no memo
 ``torch.utils.flop_counter``, convolutions and matmuls, a multiply-add = 2 FLOPs). Memory is
 given two ways: (a) counted, the bytes of the tensors autograd saves in one forward pass (meta
 device, fp32) plus 16 bytes per parameter (weights, gradients, Adam moments); (b) measured, the
-peak of live tensor bytes during real search steps of the width-64 supernet on the CPU (the
-profiler's allocation record, ``profile_memory=True``: what ``torch.cuda.max_memory_allocated``
-reports on a GPU, without the CUDA caching allocator's slack and cuDNN workspaces), at a small
-input (32x32) and batches 2 and 4. Every activation is proportional to batch x H x W, so the
-growth from batch 2 to 4, per image, is the activation memory of one 32x32 image, scaled by 8 x (256/32)^2;
-what does not grow (parameters, gradients, Adam moments) is added once. The projected time of a
+live tensor bytes through real search steps of the width-64 supernet on the CPU (the profiler's
+allocation record, ``profile_memory=True``: what ``torch.cuda.max_memory_allocated`` reports on a
+GPU, without the CUDA caching allocator's slack and cuDNN workspaces), at a small input (32x32)
+and batches 2 and 4. The two records list the same allocations in the same order and every
+activation is proportional to batch x H x W, so each point of the record is extrapolated to the
+paper's batch and size, and the peak is taken over the extrapolated record. The projected time of a
 300-epoch search is given at ASSUMED sustained throughputs (stated in the output; not a GPU
 measurement).
 
@@ -317,15 +317,12 @@ def paper_scale_costs(name: str, seeds: int = 3) -> dict[str, Any]:
     return {"mode": name, "parameters": parameters, "step_flops": statistics.mean(flops),
             "activation_bytes": statistics.mean(activations)}
 
-OPTIMIZER_RANGE = "optimizer.step"
-
-
-def peak_live_bytes(function, *inputs) -> dict[str, int]:
-    """The peaks of live tensor bytes while ``function(*inputs)`` runs, above the level before it,
-    inside the optimisers' steps (ranges named ``OPTIMIZER_RANGE``) and outside them (forward and
-    backward passes): the CPU allocator's record under ``torch.profiler`` (``profile_memory=True``).
-    The record only knows the size of tensors allocated while a profiler was recording, so a
-    tensor the function frees must come from an earlier profiled call (see ``measure_paper_memory``)."""
+def live_bytes_record(function, *inputs) -> list[int]:
+    """Live tensor bytes after every allocation and free while ``function(*inputs)`` runs,
+    relative to the level before it: the CPU allocator's record under ``torch.profiler``
+    (``profile_memory=True``). The record only knows the size of tensors allocated while a
+    profiler was recording, so a tensor the function frees must come from an earlier profiled
+    call (see ``measure_paper_memory``)."""
     import tempfile
 
     from torch.profiler import ProfilerActivity, profile
@@ -336,27 +333,17 @@ def peak_live_bytes(function, *inputs) -> dict[str, int]:
         trace = Path(folder) / "trace.json"
         profiler.export_chrome_trace(str(trace))
         events = json.loads(trace.read_text())["traceEvents"]
-    ranges = [(e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == OPTIMIZER_RANGE and e.get("ph") == "X"]
-    records = sorted((e["ts"], e["args"]) for e in events if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0)
-    peaks = {"forward_backward": 0, "optimizer": 0}
+    records = sorted((e["ts"], e["args"]["Ev Idx"], e["args"]) for e in events
+                     if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0)
     if not records:
-        return peaks
-    before = records[0][1]["Total Allocated"] - records[0][1]["Bytes"]
-    for time_stamp, args in records:
-        phase = "optimizer" if any(start <= time_stamp <= end for start, end in ranges) else "forward_backward"
-        peaks[phase] = max(peaks[phase], args["Total Allocated"] - before)
-    return peaks
+        return [0]
+    before = records[0][2]["Total Allocated"] - records[0][2]["Bytes"]
+    return [args["Total Allocated"] - before for _, _, args in records]
 
 
-def mark_optimizer_steps(optimizers) -> None:
-    """Wrap each optimiser's ``step`` in a profiler range named ``OPTIMIZER_RANGE``."""
-    from torch.profiler import record_function
-
-    for optimizer in optimizers:
-        def step(*args, _step=optimizer.step, **kwargs):
-            with record_function(OPTIMIZER_RANGE):
-                return _step(*args, **kwargs)
-        optimizer.step = step
+def peak_live_bytes(function, *inputs) -> int:
+    """The peak of ``live_bytes_record``: the most memory ``function(*inputs)`` adds at any moment."""
+    return max(0, max(live_bytes_record(function, *inputs)))
 
 
 def live_state_bytes(model: torch.nn.Module, optimizers) -> dict[str, int]:
@@ -372,21 +359,21 @@ def live_state_bytes(model: torch.nn.Module, optimizers) -> dict[str, int]:
 
 
 def measure_paper_memory(name: str) -> dict[str, Any]:
-    """Peak live tensor memory of search steps at the paper's width, on the small probe input at
-    two batches (the same random draws at both), and its extrapolation to the paper's batch and
-    size. A peak is absolute: the parameters, the optimisers' state and the gradients alive when
-    the step starts, plus the step's own peak above them. The forward and backward passes and
-    the optimisers' steps peak at different moments:
+    """Peak live tensor memory of a search step at the paper's width and size, extrapolated from
+    the allocation records of steps on the small probe input at two batches (the same random
+    draws at both). The two records list the same allocations and frees in the same order; each
+    tensor's size is a constant (a gradient, an Adam temporary) plus a part proportional to
+    batch x H x W (an activation), so at every point of the record
 
-        forward/backward peak at the paper's size = peak at batch b + (8 x (256 x 256) / (32 x 32) - b) x growth per image
-        optimiser peak                            = its measured peak (does not grow with the batch)
+        live bytes at the paper's size = at batch b + (8 x (256 x 256) / (32 x 32) - b) x (growth per image)
 
-    and the step's peak is the larger."""
+    and the step's peak is the largest of these over the record (the peak moves with the scale:
+    at the probe size the weight gradients outweigh the activations). Added to it: the
+    parameters, the optimisers' state and the gradients alive when the step starts."""
     settings = MODES[name][1]
     size = PAPER_PROBE["size"]
     small, large = PAPER_PROBE["batches"]
     model, step, optimizers = make_step(settings, PAPER["width"], size, torch.device("cpu"))
-    mark_optimizer_steps(optimizers)
     for group in optimizers[-1].param_groups:  # alphas frozen: GDAS samples the same ops from the same noise
         group["lr"] = 0.0
     generator = torch.Generator().manual_seed(0)
@@ -410,29 +397,34 @@ def measure_paper_memory(name: str) -> dict[str, Any]:
         optimizer.zero_grad(set_to_none=True)
     # warm-up, profiled, so that the allocation record knows the size of the gradients the
     # measured steps free
-    peak_live_bytes(step, batch(small), batch(small))
+    live_bytes_record(step, batch(small), batch(small))
     parameters = sum(p.numel() for p in model.parameters())
-    scale = PAPER["size"][0] * PAPER["size"][1] / (size[0] * size[1])
+    paper_images = PAPER["batch"] * PAPER["size"][0] * PAPER["size"][1] / (size[0] * size[1])
     draws = []
     for draw in range(PAPER_PROBE["gdas_draws"] if settings.get("mode") == "gdas" else 1):
-        peaks = {}
+        records, states = {}, {}
         for count in (small, large):
             train_batch, val_batch = batch(count), batch(count)
             # The same sampled ops at both batches (GDAS), and the same gradients alive when the step
             # starts: a step on the same draw first (its gradients live on into the alpha step)
             reseed(1000 + draw)
-            peak_live_bytes(step, train_batch, val_batch)
+            live_bytes_record(step, train_batch, val_batch)
             reseed(1000 + draw)
-            state = live_state_bytes(model, optimizers)
-            relative = peak_live_bytes(step, train_batch, val_batch)
-            base = state["parameter_bytes"] + state["gradient_bytes"] + state["optimizer_bytes"]
-            peaks[count] = {**state, **{phase: base + value for phase, value in relative.items()}}
-        per_image = (peaks[large]["forward_backward"] - peaks[small]["forward_backward"]) / (large - small)
-        forward_backward = peaks[small]["forward_backward"] + (PAPER["batch"] * scale - small) * per_image
-        optimizer = max(peaks[small]["optimizer"], peaks[large]["optimizer"])
-        draws.append({"peaks": peaks, "per_image_bytes": per_image,
-                      "paper_forward_backward_bytes": forward_backward, "paper_optimizer_bytes": optimizer,
-                      "paper_bytes": max(forward_backward, optimizer)})
+            states[count] = live_state_bytes(model, optimizers)
+            records[count] = live_bytes_record(step, train_batch, val_batch)
+        if len(records[small]) != len(records[large]) or states[small] != states[large]:
+            raise RuntimeError(f"{name}: the steps at batch {small} and {large} differ in their allocations "
+                               f"({len(records[small])} and {len(records[large])} records); cannot extrapolate")
+        state = states[small]
+        base = state["parameter_bytes"] + state["gradient_bytes"] + state["optimizer_bytes"]
+        extrapolated = [at_small + (paper_images - small) * (at_large - at_small) / (large - small)
+                        for at_small, at_large in zip(records[small], records[large])]
+        peak_index = max(range(len(extrapolated)), key=extrapolated.__getitem__)
+        draws.append({**state, "records": len(extrapolated),
+                      "probe_peak_bytes": {str(count): base + max(records[count]) for count in (small, large)},
+                      "paper_activation_bytes": extrapolated[peak_index],
+                      "peak_at_fraction_of_step": peak_index / max(1, len(extrapolated) - 1),
+                      "paper_bytes": base + max(0.0, extrapolated[peak_index])})
     return {"mode": name, "parameters": parameters, "probe_size": list(size), "probe_batches": [small, large],
             "draws": draws, "paper_bytes_mean": statistics.mean(d["paper_bytes"] for d in draws),
             "paper_bytes_max": max(d["paper_bytes"] for d in draws)}
@@ -504,13 +496,15 @@ def markdown(args: argparse.Namespace, measured: list[dict], paper: list[dict], 
             "random samples; checkpointing adds one forward pass of the cells per step). Memory (a) counted: "
             "16 bytes per parameter (fp32 weights, gradients, Adam moments) + the bytes of the tensors autograd saves in "
             "one fp32 forward pass (meta device; with checkpointing: the rest of the net, the cells' inputs and the "
-            "largest cell). Memory (b) measured: the peak of live tensor bytes during real search steps of the "
+            "largest cell). Memory (b) measured: the live tensor bytes through real search steps of the "
             f"width-{PAPER['width']} supernet on the CPU (torch.profiler's allocation record, the CPU counterpart of "
             f"`torch.cuda.max_memory_allocated`), at {probe[0]}x{probe[1]} and batches "
-            f"{' and '.join(map(str, PAPER_PROBE['batches']))}: the growth per image scaled by "
-            f"{PAPER['batch']} x ({PAPER['size'][0]}x{PAPER['size'][1]}) / ({probe[0]}x{probe[1]}), plus 12 bytes per "
-            "parameter (weights and Adam moments of every op) and the gradients alive before the step; GDAS: the "
-            f"largest of {PAPER_PROBE['gdas_draws']} sampled architectures (mean in brackets). Neither includes the "
+            f"{' and '.join(map(str, PAPER_PROBE['batches']))}; the two records list the same allocations in the same "
+            "order, so every point is extrapolated linearly in batch x H x W to the paper's batch and size, and the "
+            "peak is taken over the extrapolated record (at the paper's size the peak falls elsewhere in the step than "
+            "at the probe's); plus the parameters, Adam moments of every op and the gradients alive when the step "
+            f"starts. GDAS: the largest of {PAPER_PROBE['gdas_draws']} sampled architectures (mean in brackets). Neither "
+            "includes the "
             "CUDA caching allocator's slack or cuDNN workspaces (typically a few GB). Fits 24 GB: by (b). "
             f"A 300-epoch search = 300 x {steps_per_epoch} steps ({args.paper_train_images} training images split in "
             f"two halves, batch {PAPER['batch']}); hours at ASSUMED sustained throughputs of 30 TFLOP/s (an RTX "
