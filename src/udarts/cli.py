@@ -240,6 +240,7 @@ def _supernet(config: dict[str, Any], num_classes: int):
         partial_channel_k=search_config["partial_channel_k"],
         prunable=search_config["prune_start_epoch"] is not None,
         checkpoint_cells=search_config["checkpoint_cells"],
+        checkpoint_edges=search_config["checkpoint_edges"],
     )
 
 

@@ -74,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
         "amp": "none",  # none | bf16 | fp16 (fp16 adds gradient scaling)
         "channels_last": False,  # NHWC memory format (for CUDA tensor cores)
         "checkpoint_cells": False,  # recompute cell activations in the backward pass
+        "checkpoint_edges": False,  # recompute each mixed op's inner activations (finer, less memory)
         "compile": False,  # torch.compile the supernet (darts, pc_darts)
         "sync_batchnorm": True,  # under torchrun: BatchNorm statistics of the global batch
     },

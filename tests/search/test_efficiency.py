@@ -26,9 +26,11 @@ def loss_and_grads(model, data):
     return loss, torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)  # gdas: unsampled ops
 
 
-@pytest.mark.parametrize("mode", ["darts", "gdas"])
-def test_checkpointed_cells_give_the_same_loss_and_gradients(mode):
-    plain, checkpointed = supernet(mode=mode), supernet(mode=mode, checkpoint_cells=True)
+@pytest.mark.parametrize("granularity", ["checkpoint_cells", "checkpoint_edges"])
+@pytest.mark.parametrize("mode", ["darts", "gdas", "pc_darts"])
+def test_checkpointing_gives_the_same_loss_and_gradients(mode, granularity):
+    options = {"partial_channel_k": 2} if mode == "pc_darts" else {}
+    plain, checkpointed = supernet(mode=mode, **options), supernet(mode=mode, **options, **{granularity: True})
     loss, grads = loss_and_grads(plain, batch())
     loss_checkpointed, grads_checkpointed = loss_and_grads(checkpointed, batch())
     torch.testing.assert_close(loss_checkpointed, loss)
@@ -104,3 +106,24 @@ def test_compiled_supernet_computes_the_same_logits():
     compile_model(model, backend="eager")  # the test checks the tracing; "inductor" adds code generation
     torch.testing.assert_close(model(images), expected)
     assert list(model.state_dict()) == list(supernet().state_dict())
+
+
+def saved_bytes(model, images) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one forward pass."""
+    saved = {}
+
+    def pack(tensor):
+        saved[id(tensor)] = tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(images)
+    return sum(saved.values())
+
+
+@pytest.mark.parametrize("mode", ["darts", "gdas"])
+def test_checkpointing_keeps_fewer_activations(mode):
+    images = batch()[0]
+    plain = saved_bytes(supernet(mode=mode), images)
+    assert saved_bytes(supernet(mode=mode, checkpoint_edges=True), images) < 0.7 * plain
+    assert saved_bytes(supernet(mode=mode, checkpoint_cells=True), images) < 0.7 * plain

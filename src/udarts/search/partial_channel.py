@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from udarts.ops import OpSettings, build_op
-from udarts.search.mixed_op import weighted_sum
+from udarts.search.mixed_op import mixed_output
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -42,9 +42,10 @@ class PartialChannelMixedOp(nn.Module):
         self.partial_channels = channels // k
         self.op_names = tuple(op_names)
         self.ops = nn.ModuleList(build_op(name, self.partial_channels, settings) for name in self.op_names)
+        self.checkpoint_activations = False
 
     def forward(self, x: Tensor, weights: Tensor, op_indices: Sequence[int] | None = None) -> Tensor:
         if self.k == 1:
-            return weighted_sum(self.ops, x, weights, op_indices)
-        mixed = weighted_sum(self.ops, x[:, : self.partial_channels], weights, op_indices)  # (B, C/k, H, W)
+            return mixed_output(self, x, weights, op_indices)
+        mixed = mixed_output(self, x[:, : self.partial_channels], weights, op_indices)  # (B, C/k, H, W)
         return channel_shuffle(torch.cat([mixed, x[:, self.partial_channels :]], dim=1), self.k)  # (B, C, H, W)

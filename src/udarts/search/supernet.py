@@ -10,7 +10,8 @@ holding its own alphas (the paper: "each cell has its own architecture parameter
   ``betas`` (Xu et al., ICLR 2020; ``udarts.search.partial_channel``).
 
 ``prunable`` keeps each cell's op mask (``udarts.search.pruning``) in the state dict, and
-``checkpoint_cells`` recomputes every cell's activations in the backward pass.
+``checkpoint_cells`` recomputes every cell's activations in the backward pass; ``checkpoint_edges``
+recomputes every mixed op's inner activations (keeping only edge inputs and outputs).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class SuperNet(UShapedNet):
         partial_channel_k: int = 4,
         prunable: bool = False,
         checkpoint_cells: bool = False,
+        checkpoint_edges: bool = False,
     ) -> None:
         op_names = tuple(op_names)
         check_op_names(op_names)
@@ -70,6 +72,8 @@ class SuperNet(UShapedNet):
         for cell in self.cells:
             cell.sampler = self.sampler
             cell.checkpoint_activations = checkpoint_cells
+            for mixed_op in cell.ops:
+                mixed_op.checkpoint_activations = checkpoint_edges
 
     def alpha_parameters(self) -> list[nn.Parameter]:
         """The alphas, one ``(num_edges, num_ops)`` parameter per cell, in cell order C1..C8."""
