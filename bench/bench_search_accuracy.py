@@ -167,8 +167,7 @@ def markdown(args: argparse.Namespace, settings: list[Setting], outcomes: list[O
     lines = [
         "## Search accuracy per mode: full CPU searches, each genotype retrained",
         "",
-        f"Command: `python bench/bench_search_accuracy.py --root {args.root} --settings {','.join(s.label for s in settings)} "
-        f"--seeds {','.join(map(str, args.seeds))} --jobs {args.jobs}`  ",
+        f"Command: `python bench/bench_search_accuracy.py {' '.join(sys.argv[1:])}`  ",
         f"Search: `{args.search_config.relative_to(REPO_ROOT)}`; retraining: `{args.train_config.relative_to(REPO_ROOT)}` "
         "(the same seed as the search). val = the Pet subset's official test list (99 images).  ",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, {args.jobs} command(s) at a time, one torch thread each; "

@@ -59,7 +59,7 @@ MODES: dict[str, tuple[str, dict[str, Any]]] = {
     "unet_resnet34_bf16": ("UNet (ResNet-34) + bf16 autocast, one training step", {"kind": "unet", "amp": "bf16"}),
     "darts": ("DARTS mixture (first order), the reference", {}),
     "darts_pruned": ("DARTS after pruning (none + 1 op per edge)", {"pruned": True}),
-    "darts_checkpoint": ("DARTS + activation checkpointing", {"checkpoint_cells": True}),
+    "darts_checkpoint": ("DARTS + cell checkpointing", {"checkpoint_cells": True}),
     "darts_checkpoint_edges": ("DARTS + edge checkpointing", {"checkpoint_edges": True}),
     "darts_bf16": ("DARTS + bf16 autocast", {"amp": "bf16"}),
     "darts_fp16": ("DARTS + fp16 autocast + grad scaling", {"amp": "fp16", "cuda_only": True}),
@@ -67,21 +67,28 @@ MODES: dict[str, tuple[str, dict[str, Any]]] = {
     "darts_flops_penalty": ("DARTS + expected-FLOPs penalty", {"flops_penalty": 1.0}),
     "darts_compile": ("DARTS + torch.compile (inductor)", {"compile": True, "optional": True}),
     "gdas": ("GDAS (one sampled op per edge)", {"mode": "gdas"}),
-    "gdas_checkpoint": ("GDAS + activation checkpointing", {"mode": "gdas", "checkpoint_cells": True}),
+    "gdas_checkpoint": ("GDAS + cell checkpointing", {"mode": "gdas", "checkpoint_cells": True}),
     "gdas_bf16": ("GDAS + bf16 autocast", {"mode": "gdas", "amp": "bf16"}),
-    "gdas_checkpoint_bf16": ("GDAS + checkpointing + bf16 autocast", {"mode": "gdas", "checkpoint_cells": True, "amp": "bf16"}),
+    "gdas_checkpoint_bf16": ("GDAS + cell checkpointing + bf16 autocast", {"mode": "gdas", "checkpoint_cells": True, "amp": "bf16"}),
     "gdas_checkpoint_edges": ("GDAS + edge checkpointing", {"mode": "gdas", "checkpoint_edges": True}),
     "gdas_checkpoint_edges_bf16": ("GDAS + edge checkpointing + bf16 autocast",
                                    {"mode": "gdas", "checkpoint_edges": True, "amp": "bf16"}),
     "pc_darts": ("PC-DARTS (K = 4)", {"mode": "pc_darts"}),
-    "pc_darts_checkpoint": ("PC-DARTS (K = 4) + activation checkpointing", {"mode": "pc_darts", "checkpoint_cells": True}),
-    "pc_darts_checkpoint_bf16": ("PC-DARTS (K = 4) + checkpointing + bf16 autocast",
+    "pc_darts_checkpoint": ("PC-DARTS (K = 4) + cell checkpointing", {"mode": "pc_darts", "checkpoint_cells": True}),
+    "pc_gdas": ("PC-GDAS (one sampled op per edge on 1/4 of the channels)", {"mode": "pc_gdas"}),
+    "pc_gdas_bf16": ("PC-GDAS + bf16 autocast", {"mode": "pc_gdas", "amp": "bf16"}),
+    "pc_gdas_checkpoint_edges_bf16": ("PC-GDAS + edge checkpointing + bf16 autocast",
+                                      {"mode": "pc_gdas", "checkpoint_edges": True, "amp": "bf16"}),
+    "pc_darts_checkpoint_bf16": ("PC-DARTS (K = 4) + cell checkpointing + bf16 autocast",
                                  {"mode": "pc_darts", "checkpoint_cells": True, "amp": "bf16"}),
 }
 # Modes whose paper-scale FLOPs and activation memory are counted in part 2.
 PAPER_MODES = ["unet_resnet34", "darts", "darts_pruned", "darts_checkpoint", "darts_checkpoint_edges", "gdas",
                "gdas_checkpoint", "gdas_bf16", "gdas_checkpoint_bf16", "gdas_checkpoint_edges", "gdas_checkpoint_edges_bf16",
-               "pc_darts", "pc_darts_checkpoint", "pc_darts_checkpoint_bf16"]
+               "pc_darts", "pc_darts_checkpoint", "pc_darts_checkpoint_bf16", "pc_gdas", "pc_gdas_bf16",
+               "pc_gdas_checkpoint_edges_bf16"]
+# Sampled modes -> the mixture mode whose pruned (one op per edge) network a sample is.
+SAMPLED = {"gdas": "darts", "pc_gdas": "pc_darts"}
 # The paper-scale memory is measured at the paper's width on this small input, batches 1 and 2.
 PAPER_PROBE = {"size": (32, 32), "batches": (2, 4), "gdas_draws": 3}
 
@@ -301,9 +308,9 @@ def paper_scale_costs(name: str, seeds: int = 3) -> dict[str, Any]:
     flops, activations, parameters = [], [], 0
     # GDAS computes one sampled op per edge: on the meta device (no values to sample from) each
     # count takes a random op per edge (a mask); the mean over a few draws is the expected cost.
-    sampled = settings.get("mode") == "gdas"
+    sampled = settings.get("mode") in SAMPLED
     for seed in range(seeds if sampled else 1):
-        counted = {**settings, "mode": "darts", "pruned": True} if sampled else settings
+        counted = {**settings, "mode": SAMPLED.get(settings.get("mode")), "pruned": True} if sampled else settings
         with torch.device("meta"):
             model, step, _ = make_step(counted, width, PAPER["size"], torch.device("meta"), loss="ce")
             if sampled:
@@ -410,7 +417,7 @@ def measure_paper_memory(name: str) -> dict[str, Any]:
     parameters = sum(p.numel() for p in model.parameters())
     paper_images = PAPER["batch"] * PAPER["size"][0] * PAPER["size"][1] / (size[0] * size[1])
     draws = []
-    for draw in range(PAPER_PROBE["gdas_draws"] if settings.get("mode") == "gdas" else 1):
+    for draw in range(PAPER_PROBE["gdas_draws"] if settings.get("mode") in SAMPLED else 1):
         records, states = {}, {}
         for count in (small, large):
             train_batch, val_batch = batch(count), batch(count)
@@ -461,20 +468,8 @@ def _cells_forward_flops(model, images) -> int:
 
 
 # ---- report --------------------------------------------------------------------------------------
-def markdown(args: argparse.Namespace, measured: list[dict], paper: list[dict], paper_memory: list[dict],
-             started: float) -> str:
-    device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{cpu_model()}, {os.cpu_count()} cores"
-    threads = os.environ.get("OMP_NUM_THREADS", "unset")
-    load = os.getloadavg()[0]
+def part_one_table(args: argparse.Namespace, measured: list[dict]) -> list[str]:
     lines = [
-        "## Search modes: cost of one search step",
-        "",
-        f"Command: `python bench/bench_search_modes.py {' '.join(sys.argv[1:])}` "
-        f"(width {args.width}, {args.size[0]}x{args.size[1]}, batch {args.batch}, {NUM_CLASSES} classes, "
-        f"median of {args.steps} steps after one warm-up step, each setting in a fresh process).  ",
-        f"Machine: {device}; OMP_NUM_THREADS={threads}; torch {torch.__version__}; "
-        f"1-minute load average {load:.1f} at the end.  ",
-        f"Date: {datetime.date.today().isoformat()}; took {(time.perf_counter() - started) / 60:.1f} min.",
         "",
         "A search step is an alpha step on one batch plus a weight step on another (first order); the UNet "
         "step is one forward, backward and Adam step. Peak = the process's peak "
@@ -493,6 +488,26 @@ def markdown(args: argparse.Namespace, measured: list[dict], paper: list[dict], 
             f"| {MODES[record['mode']][0]} | {record['parameters'] / 1e6:.2f} M | {record['step_s']:.3f} | {ratio_time} | "
             f"{record['peak_mb']:.0f} | {ratio_memory} | {record['step_mb']:.0f} | {record['activation_mb']:.0f} |"
         )
+    return lines
+
+
+def markdown(args: argparse.Namespace, measured: list[dict], paper: list[dict], paper_memory: list[dict],
+             started: float) -> str:
+    device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{cpu_model()}, {os.cpu_count()} cores"
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    load = os.getloadavg()[0]
+    lines = [
+        "## Search modes: cost of one search step",
+        "",
+        f"Command: `python bench/bench_search_modes.py {' '.join(sys.argv[1:])}` "
+        f"(width {args.width}, {args.size[0]}x{args.size[1]}, batch {args.batch}, {NUM_CLASSES} classes, "
+        f"median of {args.steps} steps after one warm-up step, each setting in a fresh process).  ",
+        f"Machine: {device}; OMP_NUM_THREADS={threads}; torch {torch.__version__}; "
+        f"1-minute load average {load:.1f} at the end.  ",
+        f"Date: {datetime.date.today().isoformat()}; took {(time.perf_counter() - started) / 60:.1f} min.",
+    ]
+    if measured:
+        lines += part_one_table(args, measured)
     if paper:
         memory = {record["mode"]: record for record in paper_memory}
         steps_per_epoch = args.paper_train_images // 2 // PAPER["batch"]

@@ -224,10 +224,10 @@ def _rank_slices(loader, distributed):
 
 
 def _supernet(config: dict[str, Any], num_classes: int):
-    from udarts.search.supernet import SuperNet, search_op_names
+    from udarts.search.supernet import PARTIAL_CHANNEL_MODES, SuperNet, search_op_names
 
     model, search_config = config["model"], config["search"]
-    if search_config["mode"] == "pc_darts" and model["width"] % search_config["partial_channel_k"]:
+    if search_config["mode"] in PARTIAL_CHANNEL_MODES and model["width"] % search_config["partial_channel_k"]:
         raise ConfigError(f"search.partial_channel_k = {search_config['partial_channel_k']} must divide model.width = {model['width']}")
     return SuperNet(
         in_channels=3,

@@ -16,7 +16,7 @@ import yaml
 from udarts.efficiency import AMP_MODES
 from udarts.ops import PAPER_OPS
 from udarts.search.sampling import TAU_SCHEDULES
-from udarts.search.supernet import SEARCH_MODES
+from udarts.search.supernet import SAMPLED_MODES, SEARCH_MODES
 
 # Method settings default to the paper (and DARTS where the paper is silent); the data and the
 # width default to something that runs anywhere.
@@ -60,12 +60,12 @@ DEFAULTS: dict[str, Any] = {
         "grad_clip": 5.0,
         "top_k": 2,  # kept incoming edges per node
         # Cheaper search (docs/search_modes.md). mode: darts (every op) | gdas (one sampled op
-        # per edge, Dong & Yang 2019) | pc_darts (1/K of the channels, Xu et al. 2020)
+        # per edge, Dong & Yang 2019) | pc_darts (1/K of the channels, Xu et al. 2020) | pc_gdas (both)
         "mode": "darts",
         "tau_max": 10.0,  # gdas: Gumbel-softmax temperature at the first epoch
         "tau_min": 0.1,  # gdas: ... at the last epoch
         "tau_schedule": "linear",  # gdas: linear | exponential
-        "partial_channel_k": 4,  # pc_darts: 1/K of each edge's channels go through the mixed op
+        "partial_channel_k": 4,  # pc_darts, pc_gdas: 1/K of each edge's channels go through the mixed op
         "prune_start_epoch": None,  # progressive op pruning: first pruning after this many epochs (null = off)
         "prune_every": 10,  # ... then every this many epochs
         "prune_ops_per_step": 1,  # ops dropped per edge per pruning
@@ -224,7 +224,7 @@ def check_search_settings(search: dict[str, Any]) -> None:
             raise fail("prune_start_epoch", f"expected an integer or null, got {start!r}")
         if start <= search["warmup_epochs"]:
             raise fail("prune_start_epoch", f"must come after the warm-up (search.warmup_epochs = {search['warmup_epochs']}), got {start}")
-    if search["order"] == "second" and search["mode"] == "gdas":
+    if search["order"] == "second" and search["mode"] in SAMPLED_MODES:
         raise fail("order", "second-order DARTS needs a deterministic network; use it with mode darts or pc_darts")
     if search["order"] == "second" and search["amp"] == "fp16":
         raise fail("amp", "fp16 (gradient scaling) does not work with search.order = second; use bf16")

@@ -88,3 +88,26 @@ def test_derivation_from_a_checkpoint_uses_the_betas():
 
     assert from_state.cells == current_genotype(model, 1, {}).cells
     assert from_state.cells != derive(arch["alphas"], model.op_names, 2, 1).cells  # the betas changed the choice
+
+
+def test_pc_gdas_computes_one_sampled_op_per_edge_on_a_part_of_the_channels():
+    torch.manual_seed(0)
+    model = SuperNet(3, 3, 4, num_nodes=2, op_names=search_op_names(("conv_3x3", "mbconv_3x3", "identity"), False),
+                     mode="pc_gdas", partial_channel_k=2)
+    assert all(mixed.ops[0][0].in_channels == mixed.partial_channels for cell in model.cells for mixed in cell.ops)
+    calls = {}
+    handles = [op.register_forward_hook(lambda module, inputs, output, key=(c, e, o): calls.__setitem__(key, 1))
+               for c, cell in enumerate(model.cells) for e, mixed in enumerate(cell.ops) for o, op in enumerate(mixed.ops)]
+    model(batch()[0])
+    for handle in handles:
+        handle.remove()
+    assert len(calls) == sum(len(cell.edges) for cell in model.cells)  # one op per edge
+    assert len({(c, e) for c, e, _ in calls}) == len(calls)
+
+    strategy = DartsStrategy(model, dice_loss, torch.optim.Adam(model.weight_parameters(), lr=1e-2),
+                             torch.optim.Adam(model.arch_parameters(), lr=1e-2))
+    arch_before = [p.detach().clone() for p in model.arch_parameters()]
+    weights_before = [p.detach().clone() for p in model.weight_parameters()]
+    strategy.step(batch(seed=1), batch(seed=2))
+    assert all(not torch.equal(a, b) for a, b in zip(arch_before, model.arch_parameters()))  # alphas and betas
+    assert any(not torch.equal(a, b) for a, b in zip(weights_before, model.weight_parameters()))

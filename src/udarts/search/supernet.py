@@ -7,7 +7,9 @@ holding its own alphas (the paper: "each cell has its own architecture parameter
 - ``gdas``: one op per edge per step, sampled with the Gumbel-max trick, straight-through
   gradient to alpha (Dong & Yang, CVPR 2019; ``udarts.search.sampling``);
 - ``pc_darts``: the DARTS mixture over ``1/K`` of the channels, plus edge normalisation
-  ``betas`` (Xu et al., ICLR 2020; ``udarts.search.partial_channel``).
+  ``betas`` (Xu et al., ICLR 2020; ``udarts.search.partial_channel``);
+- ``pc_gdas``: both savings at once: one sampled op per edge, on ``1/K`` of the channels, with
+  the edge-normalisation betas (the cheapest step).
 
 ``prunable`` keeps each cell's op mask (``udarts.search.pruning``) in the state dict, and
 ``checkpoint_cells`` recomputes every cell's activations in the backward pass; ``checkpoint_edges``
@@ -25,7 +27,9 @@ from udarts.ops import NONE_OP, PAPER_OPS, OpSettings, check_op_names
 from udarts.search.cell import SearchCell
 from udarts.search.sampling import GumbelSampler
 
-SEARCH_MODES = ("darts", "gdas", "pc_darts")
+SEARCH_MODES = ("darts", "gdas", "pc_darts", "pc_gdas")
+SAMPLED_MODES = ("gdas", "pc_gdas")  # one op per edge per step, from a Gumbel sampler
+PARTIAL_CHANNEL_MODES = ("pc_darts", "pc_gdas")  # 1/K of the channels through the ops, edge betas
 
 
 def search_op_names(ops: Sequence[str] = PAPER_OPS, include_none: bool = True) -> tuple[str, ...]:
@@ -54,7 +58,7 @@ class SuperNet(UShapedNet):
         check_op_names(op_names)
         if mode not in SEARCH_MODES:
             raise ValueError(f"search.mode must be one of {SEARCH_MODES}, got {mode!r}")
-        partial = mode == "pc_darts"
+        partial = mode in PARTIAL_CHANNEL_MODES
 
         def make_cell(slot: CellSlot) -> nn.Module:
             return SearchCell(
@@ -68,7 +72,7 @@ class SuperNet(UShapedNet):
         self.num_nodes = num_nodes
         self.settings = settings
         self.mode = mode
-        self.sampler = GumbelSampler() if mode == "gdas" else None
+        self.sampler = GumbelSampler() if mode in SAMPLED_MODES else None
         for cell in self.cells:
             cell.sampler = self.sampler
             cell.checkpoint_activations = checkpoint_cells
