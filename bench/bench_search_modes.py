@@ -468,6 +468,10 @@ def _cells_forward_flops(model, images) -> int:
 
 
 # ---- report --------------------------------------------------------------------------------------
+def hours(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:,.0f}"
+
+
 def part_one_table(args: argparse.Namespace, measured: list[dict]) -> list[str]:
     lines = [
         "",
@@ -553,7 +557,7 @@ def markdown(args: argparse.Namespace, measured: list[dict], paper: list[dict], 
             lines.append(
                 f"| {MODES[name][0]} | {record['parameters'] / 1e6:.1f} M | {record['step_flops'] / 1e12:.1f} | "
                 f"{counted} | {measured_text} | {fits} | "
-                f"{total_flops / 30e12 / 3600:,.0f} / {total_flops / 200e12 / 3600:,.0f} |"
+                f"{hours(total_flops / 30e12 / 3600)} / {hours(total_flops / 200e12 / 3600)} |"
             )
     return "\n".join(lines)
 

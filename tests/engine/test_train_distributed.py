@@ -3,16 +3,14 @@ train SEARCH-Net through DistributedDataParallel, keep identical weights and fol
 process on the whole batch; ``udarts train`` under two processes writes one run folder, which a
 plain single process reads, and resumes under two processes."""
 
-import datetime
 import json
 import os
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, TensorDataset
 
+from spawn_processes import free_port, run_processes
 from udarts.engine.distributed import (
     convert_batchnorm,
     init_from_environment,
@@ -108,24 +106,12 @@ def _worker(rank: int, ports: tuple[int, int], folder: str) -> None:
     shutdown(None)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp_train")
     tiny_genotype().save(folder / "genotype.json")
     ports = (free_port(), free_port())
-    context = mp.start_processes(_worker, args=(ports, str(folder)), nprocs=WORLD_SIZE, join=False, start_method="spawn")
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=180)
-    while not context.join(timeout=1):
-        if datetime.datetime.now() > deadline:
-            for process in context.processes:
-                process.terminate()
-            pytest.fail("the two training processes did not finish in 180 s")
+    run_processes(_worker, (ports, str(folder)), WORLD_SIZE, "training")
     return folder
 
 

@@ -1,15 +1,13 @@
 """Multi-process search on CPU (gloo): two processes, each on half of every global batch, keep
 identical alphas and weights and follow a single process on the whole batch."""
 
-import datetime
 import json
 import os
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
+from spawn_processes import free_port, run_processes
 from udarts.engine.distributed import (
     GlobalBatchNorm2d,
     RankSliceBatchSampler,
@@ -83,22 +81,10 @@ def _worker(rank: int, port: int, folder: str) -> None:
     shutdown(None)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
-    context = mp.start_processes(_worker, args=(free_port(), str(folder)), nprocs=WORLD_SIZE, join=False, start_method="spawn")
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=180)
-    while not context.join(timeout=1):
-        if datetime.datetime.now() > deadline:
-            for process in context.processes:
-                process.terminate()
-            pytest.fail("the two search processes did not finish in 180 s")
+    run_processes(_worker, (free_port(), str(folder)), WORLD_SIZE, "search")
     return folder
 
 
