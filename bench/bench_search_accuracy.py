@@ -211,9 +211,11 @@ def plot_tradeoff(outcomes: list[Outcome], path: Path) -> Path:
         rows = [outcome for outcome in outcomes if outcome.setting == label]
         axes.scatter([row.gflops for row in rows], [100 * row.best_val_miou for row in rows], label=label,
                      color=plt.cm.tab10(index % 10), zorder=3)
-    axes.set_xscale("log")
-    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    axes.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    flops = [outcome.gflops for outcome in outcomes]
+    if max(flops) > 10 * min(flops):  # a log axis only where the FLOPs span a decade
+        axes.set_xscale("log")
+        axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axes.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     axes.set_xlabel(f"SEARCH-Net GFLOPs per image ({outcomes[0].image_size[0]}x{outcomes[0].image_size[1]})")
     axes.set_ylabel("best val mIoU (%)")
     axes.grid(True, which="both", alpha=0.3)
