@@ -38,7 +38,7 @@ import torch
 import yaml
 
 from udarts.complexity import cpu_model
-from udarts.engine.compare import Statistic, measure_cost, read_run_result
+from udarts.engine.compare import Statistic, checkpoint_epoch, measure_cost, read_run_result
 from udarts.engine.logs import read_jsonl
 from udarts.genotype import Genotype
 
@@ -99,38 +99,28 @@ def run_command(command: list[str], log_path: Path) -> None:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=environment)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed with exit code {result.returncode}; see {log_path}")
-    print(f"  done in {(time.perf_counter() - started) / 60:.1f} min: {' '.join(command[1:4])} ... {command[-1]}",
-          file=sys.stderr, flush=True)
+    print(f"  done in {(time.perf_counter() - started) / 60:.1f} min: {log_path.stem}", file=sys.stderr, flush=True)
 
 
 def search_then_train(setting: Setting, seed: int, args: argparse.Namespace) -> Outcome:
     """Search, then retrain the genotype; each step reuses a finished run or resumes a started one."""
     search_dir = args.out / f"search-{setting.slug}-seed{seed}"
     train_dir = args.out / f"train-{setting.slug}-seed{seed}"
-    udarts = [sys.executable, "-m", "udarts.cli"]
-    if not finished(search_dir, "search"):
-        if (search_dir / "last.pt").is_file():
-            command = udarts + ["search", "--resume", str(search_dir), "--no-progress"]
-        else:
-            command = udarts + ["search", "--config", str(args.search_config), "--root", str(args.root),
-                                "--seed", str(seed), *setting.set_flags(), "--no-progress", "--out", str(search_dir)]
-        run_command(command, args.out / f"search-{setting.slug}-seed{seed}.log")
-    if not finished(train_dir, "train"):
-        if (train_dir / "last.pt").is_file():
-            command = udarts + ["train", "--resume", str(train_dir), "--no-progress"]
-        else:
-            command = udarts + ["train", "--config", str(args.train_config), "--root", str(args.root), "--seed", str(seed),
-                                "--genotype", str(search_dir / "genotype.json"), "--no-progress", "--out", str(train_dir)]
-        run_command(command, args.out / f"train-{setting.slug}-seed{seed}.log")
+    run_to_the_end("search", search_dir, ["--config", str(args.search_config), "--root", str(args.root),
+                                          "--seed", str(seed), *setting.set_flags()], args.out)
+    run_to_the_end("train", train_dir, ["--config", str(args.train_config), "--root", str(args.root), "--seed", str(seed),
+                                        "--genotype", str(search_dir / "genotype.json")], args.out)
     return read_outcome(setting, seed, search_dir, train_dir)
 
 
-def finished(run_dir: Path, section: str) -> bool:
-    """Whether a run folder logged all the epochs its config asks for."""
-    config, metrics = run_dir / "config.yaml", run_dir / "metrics.jsonl"
-    if not (config.is_file() and metrics.is_file()):
-        return False
-    return len(read_jsonl(metrics)) >= int(yaml.safe_load(config.read_text())[section]["epochs"])
+def run_to_the_end(command: str, run_dir: Path, start_flags: list[str], log_dir: Path) -> None:
+    """``udarts COMMAND`` into ``run_dir``: nothing when its checkpoint is at the configured last
+    epoch, ``--resume`` when it has one, else a new run with ``start_flags``."""
+    epoch = checkpoint_epoch(run_dir)
+    if epoch is not None and epoch >= int(yaml.safe_load((run_dir / "config.yaml").read_text())[command]["epochs"]):
+        return
+    flags = ["--resume", str(run_dir)] if epoch is not None else [*start_flags, "--out", str(run_dir)]
+    run_command([sys.executable, "-m", "udarts.cli", command, *flags, "--no-progress"], log_dir / f"{run_dir.name}.log")
 
 
 def read_outcome(setting: Setting, seed: int, search_dir: Path, train_dir: Path) -> Outcome:
@@ -162,14 +152,19 @@ def describe(genotype: Genotype) -> str:
     return ", ".join(f"{name} x{count}" for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
+def shown(path: Path) -> str:
+    """A path relative to the repository when inside it."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def markdown(args: argparse.Namespace, settings: list[Setting], outcomes: list[Outcome], started: float) -> str:
     load = os.getloadavg()[0]
     lines = [
         "## Search accuracy per mode: full CPU searches, each genotype retrained",
         "",
         f"Command: `python bench/bench_search_accuracy.py {' '.join(sys.argv[1:])}`  ",
-        f"Search: `{args.search_config.relative_to(REPO_ROOT)}`; retraining: `{args.train_config.relative_to(REPO_ROOT)}` "
-        "(the same seed as the search). val = the Pet subset's official test list (99 images).  ",
+        f"Search: `{shown(args.search_config)}`; retraining: `{shown(args.train_config)}` "
+        "(the same seed as the search). val = the dataset's val split (Oxford-IIIT Pet: its official test list).  ",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, {args.jobs} command(s) at a time, one torch thread each; "
         f"torch {torch.__version__}; 1-minute load average {load:.1f} at the end.  ",
         f"Date: {datetime.date.today().isoformat()}; this invocation took {(time.perf_counter() - started) / 60:.1f} min "

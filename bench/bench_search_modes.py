@@ -47,6 +47,7 @@ from typing import Any
 import torch
 
 from udarts.complexity import cpu_model
+from udarts.search.supernet import PARTIAL_CHANNEL_MODES, SAMPLED_MODES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 2
@@ -88,7 +89,7 @@ PAPER_MODES = ["unet_resnet34", "darts", "darts_pruned", "darts_checkpoint", "da
                "pc_darts", "pc_darts_checkpoint", "pc_darts_checkpoint_bf16", "pc_gdas", "pc_gdas_bf16",
                "pc_gdas_checkpoint_edges_bf16"]
 # Sampled modes -> the mixture mode whose pruned (one op per edge) network a sample is.
-SAMPLED = {"gdas": "darts", "pc_gdas": "pc_darts"}
+SAMPLED = {mode: "pc_darts" if mode in PARTIAL_CHANNEL_MODES else "darts" for mode in SAMPLED_MODES}
 # The paper-scale memory is measured at the paper's width on this small input, batches 1 and 2.
 PAPER_PROBE = {"size": (32, 32), "batches": (2, 4), "gdas_draws": 3}
 
@@ -333,6 +334,7 @@ def paper_scale_costs(name: str, seeds: int = 3) -> dict[str, Any]:
             # not counted for edge checkpointing (the counter does not model it): measured only
             "activation_bytes": None if edges_checkpointed else statistics.mean(activations)}
 
+
 def live_bytes_record(function, *inputs) -> list[int]:
     """Live tensor bytes after every allocation and free while ``function(*inputs)`` runs,
     relative to the level before it: the CPU allocator's record under ``torch.profiler``
@@ -355,11 +357,6 @@ def live_bytes_record(function, *inputs) -> list[int]:
         return [0]
     before = records[0][2]["Total Allocated"] - records[0][2]["Bytes"]
     return [args["Total Allocated"] - before for _, _, args in records]
-
-
-def peak_live_bytes(function, *inputs) -> int:
-    """The peak of ``live_bytes_record``: the most memory ``function(*inputs)`` adds at any moment."""
-    return max(0, max(live_bytes_record(function, *inputs)))
 
 
 def live_state_bytes(model: torch.nn.Module, optimizers) -> dict[str, int]:
