@@ -164,7 +164,8 @@ def markdown(args: argparse.Namespace, settings: list[Setting], outcomes: list[O
         "",
         f"Command: `python bench/bench_search_accuracy.py {' '.join(sys.argv[1:])}`  ",
         f"Search: `{shown(args.search_config)}`; retraining: `{shown(args.train_config)}` "
-        "(the same seed as the search). val = the dataset's val split (Oxford-IIIT Pet: its official test list).  ",
+        "(the same seed as the search). val = the dataset's val split (Oxford-IIIT Pet: 20% of trainval, stratified by "
+        "breed; the official test list is its test split, which this benchmark does not read).  ",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, {args.jobs} command(s) at a time, one torch thread each; "
         f"torch {torch.__version__}; 1-minute load average {load:.1f} at the end.  ",
         f"Date: {datetime.date.today().isoformat()}; this invocation took {(time.perf_counter() - started) / 60:.1f} min "

@@ -55,3 +55,24 @@ def test_losses_have_gradients_and_names():
     assert combined.item() == pytest.approx(dice_loss(logits, mask).item() + F.cross_entropy(logits, mask).item(), rel=1e-5)
     with pytest.raises(ValueError, match="focal"):
         build_loss("focal")
+
+
+def test_losses_keep_float64_and_upcast_half_precision():
+    mask = torch.randint(0, 3, (2, 5, 5), generator=torch.Generator().manual_seed(0))
+    logits = torch.randn(2, 3, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for name in ("dice", "ce", "dice_ce"):
+        assert build_loss(name)(logits, mask).dtype == torch.float64
+        assert build_loss(name)(logits.float(), mask).dtype == torch.float32
+        for half in (torch.float16, torch.bfloat16):
+            assert build_loss(name)(logits.to(half), mask).dtype == torch.float32
+
+
+def test_dice_and_dice_ce_gradients_in_float64_match_finite_differences():
+    generator = torch.Generator().manual_seed(2)
+    mask = torch.randint(0, 3, (2, 4, 4), generator=generator)
+    mask[0, 0, 0] = 255  # an ignored pixel too
+    logits = torch.randn(2, 3, 4, 4, dtype=torch.float64, generator=generator, requires_grad=True)
+    for loss in (lambda x: dice_loss(x, mask, ignore_index=255), lambda x: DiceCELoss(255)(x, mask)):
+        # gradcheck compares the analytic gradient with central differences (eps 1e-6, atol 1e-5):
+        # with float32 arithmetic inside, the differences would be noise and the check would fail
+        assert torch.autograd.gradcheck(loss, (logits,))

@@ -11,6 +11,10 @@ The mean runs over the classes present in the batch's truth: a class that is abs
 no term of its own (its dice would be 0 / sum(p^2) whatever the network does), but probability
 mass put on it still lowers the other classes' dice. Pixels equal to ``ignore_index`` are
 removed from every sum.
+
+Precision: half and bfloat16 logits (mixed precision) are upcast to float32 before the softmax
+and the sums; float32 and float64 logits keep their dtype, so a float64 gradient check tests the
+code that runs.
 """
 
 from __future__ import annotations
@@ -41,13 +45,18 @@ def dice_loss_from_probs(probs: Tensor, target: Tensor, ignore_index: int | None
     return 1.0 - dice[present].mean()
 
 
+def at_least_float32(logits: Tensor) -> Tensor:
+    """``logits`` in float32 when they are half or bfloat16; float32 and float64 unchanged."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def dice_loss(logits: Tensor, target: Tensor, ignore_index: int | None = None) -> Tensor:
     """Soft Dice loss of logits ``(B, K, H, W)`` (softmax over K) against ``(B, H, W)``."""
-    return dice_loss_from_probs(logits.float().softmax(dim=1), target, ignore_index)
+    return dice_loss_from_probs(at_least_float32(logits).softmax(dim=1), target, ignore_index)
 
 
 def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int | None = None) -> Tensor:
-    return F.cross_entropy(logits.float(), target, ignore_index=-100 if ignore_index is None else ignore_index)
+    return F.cross_entropy(at_least_float32(logits), target, ignore_index=-100 if ignore_index is None else ignore_index)
 
 
 class DiceLoss(nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from PIL import Image
 
 from udarts.data.base import DatasetError, SegmentationDataset
-from udarts.data.pets import BINARY_CLASS_NAMES, TRIMAP_CLASS_NAMES, OxfordPets
+from udarts.data.pets import BINARY_CLASS_NAMES, TRIMAP_CLASS_NAMES, OxfordPets, breed_of, carve_val
 
 from udarts_data_fixtures import PETS_TEST, PETS_TRAINVAL, pets_trimap
 
@@ -23,8 +24,14 @@ def sample_named(dataset: OxfordPets, file_name: str) -> tuple[torch.Tensor, tor
 # ---------------------------------------------------------------- shared real subset
 def test_shared_pets_binary_trainval_and_test(shared_data: Path) -> None:
     train = OxfordPets(shared_data, "train", image_size=(32, 32))
+    val = OxfordPets(shared_data, "val", image_size=(32, 32))
     test = OxfordPets(shared_data, "test", image_size=(32, 32))
-    assert (len(train), len(test)) == (393, 99)
+    assert (len(train), len(val), len(test)) == (314, 79, 99)  # 393 trainval = 314 + 79
+    names = {split: {pair.image.stem for pair in dataset.samples} for split, dataset in
+             (("train", train), ("val", val), ("test", test))}
+    assert not names["train"] & names["val"] and not (names["train"] | names["val"]) & names["test"]
+    # the three breeds with 100 trainval images each give exactly 20 to val
+    assert Counter(breed_of(name) for name in names["val"])["Bengal"] == 20
     assert train.skipped == [] and test.skipped == []
     assert isinstance(train, SegmentationDataset)
     assert train.class_names == BINARY_CLASS_NAMES and train.ignore_index is None
@@ -35,7 +42,7 @@ def test_shared_pets_binary_trainval_and_test(shared_data: Path) -> None:
 
 
 def test_shared_pets_trimap_and_png_in_jpg(shared_data: Path) -> None:
-    test = OxfordPets(shared_data, "val", target="trimap", image_size=(40, 40))
+    test = OxfordPets(shared_data, "test", target="trimap", image_size=(40, 40))
     assert test.class_names == TRIMAP_CLASS_NAMES
     image, mask = sample_named(test, "Abyssinian_5.jpg")  # an RGBA PNG in the release
     assert image.shape == (3, 40, 40) and torch.isfinite(image).all()
@@ -46,15 +53,36 @@ def test_shared_pets_trimap_and_png_in_jpg(shared_data: Path) -> None:
 # ---------------------------------------------------------------- tiny official layout
 def test_fixture_splits_and_targets(pets_root: Path) -> None:
     train = OxfordPets(pets_root, "train", image_size=(20, 24))
-    assert [pair.image.stem for pair in train.samples] == PETS_TRAINVAL
-    for split in ("val", "test"):
-        assert [pair.image.stem for pair in OxfordPets(pets_root, split).samples] == PETS_TEST
+    stems = lambda split: [pair.image.stem for pair in OxfordPets(pets_root, split).samples]  # noqa: E731
+    # 20% of 6 trainval images rounds to 1, from Abyssinian or Bengal (the largest remainders)
+    assert [pair.image.stem for pair in train.samples] == carve_val(PETS_TRAINVAL)[0] == stems("train")
+    assert len(stems("train")) == 5 and len(stems("val")) == 1
+    assert stems("val")[0] in ("Abyssinian_1", "Abyssinian_4", "Bengal_2", "Bengal_6")
+    assert sorted(stems("train") + stems("val")) == sorted(PETS_TRAINVAL) == sorted(stems("trainval"))
+    assert stems("test") == PETS_TEST
     trimap = pets_trimap(20, 24)
     _, binary_mask = train[0]  # same size as the files: the eval transform keeps the pixels
     expected_binary = np.where(trimap == 2, 0, 1)
     assert np.array_equal(binary_mask.numpy(), expected_binary)
     _, trimap_mask = OxfordPets(pets_root, "train", target="trimap", image_size=(20, 24))[0]
     assert np.array_equal(trimap_mask.numpy(), trimap.astype(np.int64) - 1)
+
+
+def test_carve_val_is_stratified_seeded_and_order_free() -> None:
+    names = [f"Breed{breed}_{index}" for breed, size in enumerate((50, 10, 7, 3, 2, 1)) for index in range(size)]
+    train, val = carve_val(names)
+    assert sorted(train + val) == sorted(names) and not set(train) & set(val)
+    assert len(val) == round(0.2 * len(names))  # 73 names -> 15
+    per_breed = Counter(breed_of(name) for name in val)
+    assert per_breed["Breed0"] == 10 and per_breed["Breed1"] == 2  # 20% of the large breeds exactly
+    assert per_breed["Breed5"] == 0  # a breed's only image stays in train
+    assert all(breed_of(name) in {breed_of(other) for other in train} for name in val)
+    assert train == [name for name in names if name in set(train)]  # list order kept
+    assert set(carve_val(list(reversed(names)))[1]) == set(val)  # the order of the lines does not matter
+    assert carve_val(names, seed=1)[1] != val  # the seed chooses the images
+    assert len(carve_val(names, fraction=0.5)[1]) == 37  # 36.5 rounds up; the lone image still stays
+    with pytest.raises(ValueError, match="fraction"):
+        carve_val(names, fraction=1.0)
 
 
 def test_fixture_rgba_png_named_jpg_is_read_as_rgb(pets_root: Path) -> None:
@@ -64,7 +92,7 @@ def test_fixture_rgba_png_named_jpg_is_read_as_rgb(pets_root: Path) -> None:
 
 
 def test_root_may_be_the_pets_folder_itself(pets_root: Path) -> None:
-    assert len(OxfordPets(pets_root / "oxford-iiit-pet", "train")) == len(PETS_TRAINVAL)
+    assert len(OxfordPets(pets_root / "oxford-iiit-pet", "trainval")) == len(PETS_TRAINVAL)
 
 
 def test_unknown_split_and_target(pets_root: Path) -> None:
@@ -116,7 +144,7 @@ def test_skip_mode_leaves_bad_samples_out_and_records_them(pets_root: Path) -> N
     images = pets_root / "oxford-iiit-pet" / "images"
     (images / "Bengal_2.jpg").write_bytes(b"not an image at all")
     (images / "Abyssinian_4.jpg").unlink()
-    dataset = OxfordPets(pets_root, "train", on_bad_sample="skip")
+    dataset = OxfordPets(pets_root, "trainval", on_bad_sample="skip")
     assert len(dataset) == len(PETS_TRAINVAL) - 2
     assert sorted(bad.path.name for bad in dataset.skipped) == ["Abyssinian_4.jpg", "Bengal_2.jpg"]
     assert any("missing" in bad.reason for bad in dataset.skipped)

@@ -1,5 +1,7 @@
 """The second-order DARTS gradient against a direct finite-difference estimate."""
 
+import copy
+
 import torch
 from torch import nn
 
@@ -87,6 +89,39 @@ def test_second_order_gradient_matches_finite_differences():
     # and it differs from the first-order gradient: the correction term matters here
     first, _, _ = strategy.first_order_alpha_grads(val)
     assert not torch.allclose(first[0], numeric, rtol=1e-3, atol=1e-6)
+
+
+def test_second_order_step_reports_the_val_loss_of_the_real_weights():
+    """The logged val loss and logits (val mIoU, the search's best.pt) are those of w, not of the
+    virtual w' = w - xi * dL_train/dw, and the extra pass leaves the BN statistics alone."""
+    torch.manual_seed(0)
+    model = TinySearchable().double()
+    generator = torch.Generator().manual_seed(2)
+    batch = lambda: (torch.randn(4, 3, 6, 6, generator=generator, dtype=torch.float64),  # noqa: E731
+                     torch.randint(0, 2, (4, 6, 6), generator=generator))
+    train, val = batch(), batch()
+    loss_fn = lambda logits, target: nn.functional.cross_entropy(logits, target)  # noqa: E731
+    xi = 0.5
+    strategy = DartsStrategy(model, loss_fn, torch.optim.SGD(model.weight_parameters(), lr=xi),
+                             torch.optim.SGD(model.arch_parameters(), lr=0.1), order="second")
+    with torch.no_grad():
+        direct_logits = copy.deepcopy(model)(val[0])  # at w, train-mode BatchNorm like the step
+        direct_loss = loss_fn(direct_logits, val[1])
+        unrolled = copy.deepcopy(model)
+    unrolled_grads = torch.autograd.grad(loss_fn(unrolled(train[0]), train[1]), unrolled.weight_parameters())
+    with torch.no_grad():
+        torch._foreach_add_(unrolled.weight_parameters(), unrolled_grads, alpha=-xi)
+        unrolled_loss = loss_fn(unrolled(val[0]), val[1])
+    assert abs(float(unrolled_loss - direct_loss)) > 1e-3  # w' is far enough from w to tell them apart
+
+    buffers_before = [b.detach().clone() for b in model.buffers()]
+    _, loss, logits = strategy.second_order_alpha_grads(train, val)
+    assert loss.dtype == torch.float64
+    torch.testing.assert_close(loss, direct_loss, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(logits, direct_logits, rtol=1e-12, atol=1e-12)
+    assert all(torch.equal(a, b) for a, b in zip(buffers_before, model.buffers()))
+    out = strategy.step(train, val)  # the full step logs the same
+    torch.testing.assert_close(out["val_loss"], direct_loss, rtol=1e-12, atol=1e-12)
 
 
 def test_unknown_order_is_refused():

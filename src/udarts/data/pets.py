@@ -10,8 +10,23 @@ Layout (what ``torchvision.datasets.OxfordIIITPet`` downloads and reads)::
 ``root`` may also be the ``oxford-iiit-pet`` folder itself. With ``download=True`` (and only
 then) torchvision downloads and extracts the release into ``<root>/oxford-iiit-pet``.
 
-Splits: the release has only two lists, so ``"train"`` (alias ``"trainval"``) reads
-``trainval.txt`` and both ``"val"`` and ``"test"`` read ``test.txt``.
+Splits: the release has only two lists (``trainval.txt``, ``test.txt``); a validation split is
+carved out of trainval so that no choice (``best.pt``, settings) is ever made on the test list:
+
+- ``"val"``: ``VAL_FRACTION`` (20%) of ``trainval.txt``, stratified by breed, chosen by a fixed
+  seed (``VAL_SEED``), the same in every run whatever the run's ``--seed``;
+- ``"train"``: the rest of ``trainval.txt`` (the search halves it into its weight and alpha halves);
+- ``"test"``: ``test.txt``, the official test list: for reporting only;
+- ``"trainval"``: the whole of ``trainval.txt`` (train + val together).
+
+The carving (:func:`carve_val`): an image's breed is its file name without the trailing
+``_<number>`` (``Bengal_2`` -> ``Bengal``, one breed per class id in the release). The split takes
+``VAL_FRACTION x N`` images in all, rounded half up (at least 1 when N >= 2), apportioned to the
+breeds by largest remainder of ``VAL_FRACTION x`` (breed size) (ties by breed name), never a
+breed's last image; within a breed it takes the images with the smallest SHA-256 of
+``"<seed>:<name>"``. So the choice depends only on the list, the fraction and the seed (not on
+numpy's or Python's random generators, nor on the order of the lines). On the shared 393-image
+subset: 79 val, 314 train.
 
 Targets:
 
@@ -26,6 +41,7 @@ channel, and is read as RGB like every other image.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from udarts.data.base import DatasetError
@@ -34,7 +50,9 @@ from udarts.data.pairs import PairedFileDataset, SamplePair
 PETS_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
 FOLDER_NAME = "oxford-iiit-pet"
 TARGETS = ("binary", "trimap")
-SPLIT_LISTS = {"train": "trainval", "trainval": "trainval", "val": "test", "test": "test"}
+SPLIT_LISTS = {"train": "trainval", "val": "trainval", "trainval": "trainval", "test": "test"}
+VAL_FRACTION = 0.2  # share of trainval.txt carved out as "val", stratified by breed
+VAL_SEED = 0  # fixed: every run, whatever its --seed, validates on the same images
 
 BINARY_CLASS_NAMES = ("background", "pet")
 BINARY_PALETTE = [(0, 0, 0), (255, 200, 0)]
@@ -92,6 +110,39 @@ def read_split_list(path: Path) -> list[str]:
     return names
 
 
+def breed_of(name: str) -> str:
+    """The breed of an image name of the release: the name without its trailing ``_<number>``."""
+    return name.rsplit("_", 1)[0]
+
+
+def carve_val(names: list[str], fraction: float = VAL_FRACTION, seed: int = VAL_SEED) -> tuple[list[str], list[str]]:
+    """``(train, val)``: ``names`` (trainval, in list order) split by breed, as the module says.
+
+    Both keep the order of ``names``. ``fraction x len(names)`` names, rounded half up, go to val
+    (at least one when there are two or more), apportioned to the breeds by largest remainder of
+    ``fraction x`` breed size, never a breed's last name; within a breed the names with the
+    smallest SHA-256 of ``"<seed>:<name>"`` are taken.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the val fraction must be in (0, 1), got {fraction}")
+    breeds: dict[str, list[str]] = {}
+    for name in names:
+        breeds.setdefault(breed_of(name), []).append(name)
+    total = int(fraction * len(names) + 0.5)
+    if len(names) >= 2:
+        total = max(total, 1)
+    counts = {breed: min(int(fraction * len(members)), len(members) - 1) for breed, members in breeds.items()}
+    by_remainder = sorted(breeds, key=lambda breed: (-(fraction * len(breeds[breed]) - counts[breed]), breed))
+    for breed in by_remainder:
+        if sum(counts.values()) >= total:
+            break
+        if counts[breed] < len(breeds[breed]) - 1:
+            counts[breed] += 1
+    rank = lambda name: hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()  # noqa: E731
+    chosen = {name for breed, members in breeds.items() for name in sorted(members, key=rank)[: counts[breed]]}
+    return [name for name in names if name not in chosen], [name for name in names if name in chosen]
+
+
 class OxfordPets(PairedFileDataset):
     """Oxford-IIIT Pet segmentation; see the module docstring for layout, splits and targets."""
 
@@ -128,6 +179,8 @@ class OxfordPets(PairedFileDataset):
         self.target = target
         self.list_file = list_path
         names = read_split_list(list_path)
+        if split in ("train", "val"):
+            names = carve_val(names)[split == "val"]
         pairs = [SamplePair(folder / "images" / f"{name}.jpg", trimap_folder / f"{name}.png") for name in names]
         super().__init__(
             pairs,
