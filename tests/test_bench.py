@@ -87,3 +87,39 @@ def test_accuracy_bench_searches_retrains_reports_and_reuses_finished_runs(tmp_p
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "done in" not in again.stderr  # both runs reused
+
+
+def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tmp_path, shared_data, monkeypatch):
+    """End to end on CamVid at a tiny size: 1 search, 2 random genotypes and the classic UNet, each
+    retrained with a 1-epoch recipe and scored on the held-out sequence and on val; a re-run reuses
+    every finished run."""
+    camvid = shared_data / "camvid"
+    if not camvid.is_dir():
+        pytest.skip(f"CamVid not found at {camvid}")
+    quality = load("bench_search_quality")
+    search_config = tmp_path / "search.yaml"
+    search_config.write_text(
+        "data: {name: camvid, image_size: [32, 32], batch_size: 32, holdout: '0006R0'}\n"
+        "model: {width: 4}\nsearch: {mode: pc_gdas, epochs: 2, warmup_epochs: 1, alpha_travel: 1.0}\n")
+    train_config = tmp_path / "train.yaml"
+    train_config.write_text(
+        "data: {name: camvid, image_size: [32, 32], batch_size: 32, holdout: '0006R0'}\n"
+        "model: {width: 4, flops_budget: 0.004}\n"
+        "train: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 0.0, select_split: holdout}\n")
+    out, table = tmp_path / "bench", tmp_path / "quality.json"
+    argv = ["bench_search_quality.py", "--root", str(camvid), "--out", str(out), "--search-seeds", "0", "--random", "2",
+            "--baselines", "unet", "--search-config", str(search_config), "--train-config", str(train_config),
+            "--json", str(table), "--plot", str(tmp_path / "quality.png")]
+    monkeypatch.setattr(sys, "argv", argv)
+    quality.main()
+    outcomes = json.loads(table.read_text())
+    assert [row["kind"] for row in outcomes] == ["searched", "random", "random", "baseline"]
+    for row in outcomes:
+        assert 0 <= row["holdout_miou"] <= 1 and 0 <= row["val_miou"] <= 1
+        if row["kind"] != "baseline":
+            assert row["gflops"] <= 0.004  # matched FLOPs: every genotype under the budget
+    assert (tmp_path / "quality.png").stat().st_size > 0
+    first = {path: path.stat().st_mtime for path in out.glob("train-*/best.pt")}
+    quality.main()  # everything is reused
+    assert {path: path.stat().st_mtime for path in out.glob("train-*/best.pt")} == first
+    assert quality.kendall_tau([1, 2, 3], [1, 2, 3]) == 1 and quality.kendall_tau([1, 2, 3], [3, 2, 1]) == -1

@@ -16,6 +16,8 @@ TINY = ["--no-progress", "--image-size", "16x16", "--batch-size", "4", "--width"
 def test_search_derive_train_eval_predict(tmp_path, capsys):
     search_dir, train_dir = tmp_path / "search", tmp_path / "train"
     assert main(["search", *TINY, "--epochs", "2", "--out", str(search_dir)]) == 0
+    # two epochs leave the alphas at uniform: the end of the search says so, naming the cells
+    assert "warning: weakly determined cells C1 (1.000), C2 (1.000)" in capsys.readouterr().err
     for name in ("config.yaml", "metrics.jsonl", "alphas.jsonl", "genotype.json", "last.pt", "best.pt"):
         assert (search_dir / name).is_file(), name
     assert any((search_dir / "tb").iterdir())
@@ -28,6 +30,18 @@ def test_search_derive_train_eval_predict(tmp_path, capsys):
     assert main(["derive", str(search_dir / "last.pt"), "--top-k", "1", "--out", str(tmp_path / "top1.json")]) == 0
     top1 = Genotype.load(tmp_path / "top1.json")
     assert all(len(node) == 1 for cell in top1.cells for node in cell.nodes)
+    assert all({source for _, source in cell.edges()} >= set(range(cell.num_inputs)) for cell in top1.cells)
+    assert set(alphas_log[-1]["diagnostics"]["C6"]) >= {"entropy", "min_margin", "mean_margin", "identity_share"}
+    # without --out, other settings than the search's go to a new file beside the search's genotype.json
+    own = (search_dir / "genotype.json").read_text()
+    capsys.readouterr()
+    assert main(["derive", str(search_dir), "--top-k", "1", "--max-identity", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert (search_dir / "genotype.json").read_text() == own
+    assert f"genotype: {search_dir / 'genotype-top1-maxid0.json'}" in out and "warning: weakly determined" in err
+    capped = Genotype.load(search_dir / "genotype-top1-maxid0.json")
+    assert capped.search["top_k"] == 1 and capped.search["max_identity"] == 0
+    assert not any("identity" in cell.ops() for cell in capped.cells)
 
     # retrain at another width, for another class count: the genotype carries none
     assert main(["train", *TINY, "--width", "6", "--epochs", "2", "--genotype", str(search_dir / "genotype.json"),
@@ -67,6 +81,7 @@ def test_dry_run_prints_the_parameter_count_of_the_paper_configuration(capsys):
     [
         (["search", "--set", "search.epoks=3"], "unknown key 'search.epoks'"),
         (["search", "--set", "search.epochs=three"], "search.epochs: expected a number"),
+        (["search", "--set", "search.max_identity=-1"], "search.max_identity: expected an integer >= 0 or null"),
         (["search", "--image-size", "abc"], "--image-size"),
         (["search", "--image-size", "30x30"], "data.image_size: 30x30 is not divisible by 8"),
         (["train", "--epochs", "1"], "train.genotype"),

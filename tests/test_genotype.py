@@ -111,3 +111,103 @@ def test_missing_and_non_json_files(tmp_path):
     path.write_text('{"format": "udarts-genotype", ')
     with pytest.raises(GenotypeError, match="not valid JSON"):
         Genotype.load(path)
+
+
+# ---- every input read, identity cap ----------------------------------------------------------
+def simple_rule(alphas: torch.Tensor, num_inputs: int, num_nodes: int, top_k: int) -> tuple:
+    """DARTS's derivation without the input rule: per node, the top_k edges by their best non-none op."""
+    weights = torch.softmax(alphas, dim=-1)
+    nodes = []
+    for node in range(num_nodes):
+        scored = []
+        for index, (target, source) in enumerate(all_edges(num_inputs, num_nodes)):
+            if target == node:
+                best = int(torch.argmax(weights[index, 1:])) + 1  # OPS[0] is none
+                scored.append((-float(weights[index, best]), source, OPS[best]))
+        nodes.append(tuple((op, source) for _, source, op in sorted(sorted(scored)[:top_k], key=lambda item: item[1])))
+    return tuple(nodes)
+
+
+def random_cells(generator: torch.Generator, draws: int, bias: dict[str, float] | None = None):
+    for _ in range(draws):
+        for slot in cell_slots(1):
+            alphas = torch.randn(len(all_edges(slot.num_inputs, 4)), len(OPS), generator=generator)
+            for op_name, shift in (bias or {}).items():
+                alphas[:, OPS.index(op_name)] += shift
+            yield slot, alphas
+
+
+def test_top_k_1_keeps_every_input_of_every_cell_read():
+    generator = torch.Generator().manual_seed(0)
+    fixed = 0
+    for slot, alphas in random_cells(generator, 200):
+        cell = derive_cell(slot.name, alphas, OPS, slot.num_inputs, 4, top_k=1)
+        assert all(len(genes) == 1 for genes in cell.nodes)
+        assert {source for _, source in cell.edges()} >= set(range(slot.num_inputs)), (slot.name, cell.nodes)
+        before = simple_rule(alphas, slot.num_inputs, 4, 1)
+        if {source for genes in before for _, source in genes} >= set(range(slot.num_inputs)):
+            assert cell.nodes == before  # nothing to fix: DARTS's rule as it was
+        else:
+            fixed += 1
+            assert sum(a != b for a, b in zip(cell.nodes, before)) == 1  # one node swapped one edge
+    assert fixed > 50  # the rule was exercised (about 2 decoder cells in 5 lose an input)
+
+
+def test_default_top_k_2_is_darts_rule_on_random_alphas():
+    generator = torch.Generator().manual_seed(1)
+    for slot, alphas in random_cells(generator, 200):
+        assert derive_cell(slot.name, alphas, OPS, slot.num_inputs, 4).nodes == simple_rule(alphas, slot.num_inputs, 4, 2)
+
+
+def test_the_input_rule_swaps_the_strongest_edge_from_the_unread_input():
+    # C6 with 3 nodes, one edge each: every node prefers the upsampled path (1) or a node
+    strong = {
+        (0, 1): ("conv_3x3", 5.0), (0, 0): ("conv_3x3", 1.0),
+        (1, 1): ("conv_3x3", 5.0), (1, 0): ("mbconv_3x3", 3.0),  # the strongest edge from input 0
+        (2, 2): ("conv_3x3", 5.0), (2, 0): ("conv_3x3", 2.0),
+    }
+    cell = derive_cell("C6", hand_set_alphas(2, 3, strong), OPS, num_inputs=2, num_nodes=3, top_k=1)
+    assert cell.nodes == ((("conv_3x3", 1),), (("mbconv_3x3", 0),), (("conv_3x3", 2),))
+    # node 0 alone reads input 1: it may not give it up even where its edge from input 0 is the strongest
+    strong[(0, 0)] = ("conv_3x3", 4.0)
+    strong[(1, 1)] = ("conv_3x3", 0.5)
+    strong[(1, 2)] = ("identity", 5.0)
+    cell = derive_cell("C6", hand_set_alphas(2, 3, strong), OPS, num_inputs=2, num_nodes=3, top_k=1)
+    assert cell.nodes == ((("conv_3x3", 1),), (("mbconv_3x3", 0),), (("conv_3x3", 2),))
+
+
+def test_a_cell_that_cannot_read_every_input_is_refused():
+    with pytest.raises(ValueError, match="C6: no kept edge reads input"):
+        derive_cell("C6", torch.zeros(2, len(OPS)), OPS, num_inputs=2, num_nodes=1, top_k=1)
+
+
+@pytest.mark.parametrize("cap", [0, 1, 2])
+def test_identity_cap_leaves_at_most_the_cap_per_cell(cap):
+    generator = torch.Generator().manual_seed(2)
+    capped_somewhere = False
+    for slot, alphas in random_cells(generator, 30, bias={"identity": 1.5}):
+        free = derive_cell(slot.name, alphas, OPS, slot.num_inputs, 4)
+        cell = derive_cell(slot.name, alphas, OPS, slot.num_inputs, 4, max_identity=cap)
+        assert cell.ops().count("identity") <= cap
+        assert cell.edges() == free.edges()  # the same edges, only ops change
+        changed = [(a, b) for a, b in zip(free.ops(), cell.ops()) if a != b]
+        assert all(a == "identity" and b != "identity" for a, b in changed)
+        assert len(changed) == max(0, free.ops().count("identity") - cap)
+        capped_somewhere |= bool(changed)
+    assert capped_somewhere
+
+
+def test_identity_cap_replaces_the_weakest_identity_by_its_edge_best_other_op():
+    strong = {
+        (0, 0): ("identity", 3.0),
+        (1, 0): ("identity", 2.0), (1, 1): ("identity", 4.0),
+    }
+    alphas = hand_set_alphas(1, 2, strong)
+    alphas[1, OPS.index("mbconv_3x3")] = 0.5  # edge (1, 0)'s runner-up
+    cell = derive_cell("C1", alphas, OPS, num_inputs=1, num_nodes=2, max_identity=2)
+    assert cell.nodes == ((("identity", 0),), (("mbconv_3x3", 0), ("identity", 1)))
+    genotype = derive([torch.randn(len(all_edges(s.num_inputs, 4)), len(OPS)) + torch.tensor([0, 0, 0, 3.0])
+                       for s in cell_slots(1)], OPS, 4, max_identity=0)
+    assert all("identity" not in cell.ops() for cell in genotype.cells)
+    with pytest.raises(ValueError, match="max_identity"):
+        derive_cell("C1", alphas, OPS, num_inputs=1, num_nodes=2, max_identity=-1)

@@ -45,6 +45,7 @@ def _flag_overrides(args: argparse.Namespace, command: str) -> dict[str, Any]:
     if getattr(args, "image_size", None):
         put("data.image_size", _parse_size(args.image_size))
     put("model.width", getattr(args, "width", None))
+    put("model.flops_budget", getattr(args, "flops_budget", None))
     if getattr(args, "epochs", None) is not None:
         put(f"{'search' if command == 'search' else 'train'}.epochs", args.epochs)
     if getattr(args, "genotype", None):
@@ -124,6 +125,7 @@ def _split(config: dict[str, Any], split: str, augment: bool):
         target=data["target"],
         seed=config["seed"],
         num_samples=data["num_samples"],
+        holdout=data["holdout"],
     )
 
 
@@ -255,6 +257,7 @@ def _search_meta(config: dict[str, Any], dataset_name: str) -> dict[str, Any]:
         "order": config["search"]["order"],
         "loss": config["search"]["loss"],
         "top_k": config["search"]["top_k"],
+        "max_identity": config["search"].get("max_identity"),
         "udarts_version": __version__,
     }
 
@@ -288,8 +291,9 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
     from udarts.engine.searcher import search
     from udarts.engine.trainer import build_optimizer
     from udarts.losses import build_loss
-    from udarts.search.darts import DartsStrategy
+    from udarts.search.darts import DartsStrategy, alpha_lr_for_budget
     from udarts.search.pruning import PruningSchedule
+    from udarts.search.regularizers import BetaDecay, sum_of
     from udarts.search.resource import ExpectedFlopsPenalty
     from udarts.search.sampling import TemperatureSchedule
 
@@ -334,18 +338,25 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
         search_config["weight_optimizer"], model.weight_parameters(), search_config["weight_lr"],
         weight_decay=search_config["weight_decay"],
     )
+    weight_loader = _rank_slices(_loader(config, weight_half, True, device), distributed)
+    alpha_loader = _rank_slices(_loader(config, alpha_half, True, device), distributed)
+    alpha_lr = search_config["alpha_lr"]
+    if search_config["alpha_travel"] is not None:
+        alpha_steps = (search_config["epochs"] - search_config["warmup_epochs"]) * min(len(weight_loader), len(alpha_loader))
+        alpha_lr = alpha_lr_for_budget(search_config["alpha_travel"], alpha_steps)
     alpha_optimizer = torch.optim.Adam(
-        model.arch_parameters(), lr=search_config["alpha_lr"], betas=tuple(search_config["alpha_betas"]),
+        model.arch_parameters(), lr=alpha_lr, betas=tuple(search_config["alpha_betas"]),
         weight_decay=search_config["alpha_weight_decay"],
     )
     precision = MixedPrecision(search_config["amp"], device)
     flops_penalty = None
     if search_config["flops_penalty"] > 0:
         flops_penalty = ExpectedFlopsPenalty(model, config["data"]["image_size"], search_config["flops_penalty"])
+    beta_decay = BetaDecay(model.alpha_parameters(), search_config["beta_decay"]) if search_config["beta_decay"] > 0 else None
     strategy = DartsStrategy(
         model, build_loss(search_config["loss"], info["ignore_index"]), weight_optimizer, alpha_optimizer,
         order=search_config["order"], unrolled_lr=search_config["unrolled_lr"], weight_grad_clip=search_config["grad_clip"],
-        alpha_penalty=flops_penalty, precision=precision if precision.enabled else None,
+        alpha_penalty=sum_of([penalty for penalty in (flops_penalty, beta_decay) if penalty is not None]), precision=precision if precision.enabled else None,
         gradient_sync=distributed.average_ if distributed is not None else None,
     )
     start_epoch, best = 0, -math.inf
@@ -366,8 +377,6 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
         print(f"search run: {run_dir}  (device {device}{processes}, mode {search_config['mode']}, "
               f"{sum(p.numel() for p in model.parameters()):,} parameters)")
 
-    weight_loader = _rank_slices(_loader(config, weight_half, True, device), distributed)
-    alpha_loader = _rank_slices(_loader(config, alpha_half, True, device), distributed)
     pruning = None
     if search_config["prune_start_epoch"] is not None:
         pruning = PruningSchedule(search_config["prune_start_epoch"], search_config["prune_every"],
@@ -381,7 +390,7 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
         checkpoint_extra={"config": config, **info}, start_epoch=start_epoch, best_miou=best, progress=progress,
         temperature=TemperatureSchedule(search_config["tau_max"], search_config["tau_min"], search_config["tau_schedule"]),
         pruning=pruning, flops_penalty=flops_penalty, distributed=distributed,
-        channels_last=search_config["channels_last"],
+        channels_last=search_config["channels_last"], max_identity=search_config["max_identity"],
     )
     if is_main:
         genotype.save(run.path / "genotype.json")
@@ -394,6 +403,7 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
 def command_derive(args: argparse.Namespace) -> Path:
     from udarts.engine.runs import load_checkpoint
     from udarts.genotype import architecture_from_state, derive
+    from udarts.search.diagnostics import diagnose, genotype_warnings, print_warnings, softmax_weights
     from udarts.search.supernet import search_op_names
 
     state = load_checkpoint(args.checkpoint)
@@ -403,16 +413,73 @@ def command_derive(args: argparse.Namespace) -> Path:
     op_names = search_op_names(config["model"]["ops"], config["model"]["include_none"])
     num_nodes = config["model"]["num_nodes"]
     architecture = architecture_from_state(state["model"], num_nodes)  # alphas, PC-DARTS edge scales, pruning masks
-    top_k = args.top_k if args.top_k is not None else config["search"]["top_k"]
+    search_top_k, search_max_identity = config["search"]["top_k"], config["search"].get("max_identity")
+    top_k = args.top_k if args.top_k is not None else search_top_k
+    max_identity = search_max_identity
+    if getattr(args, "max_identity", None) is not None:
+        max_identity = None if args.max_identity.lower() in ("none", "off") else _count_arg(args.max_identity, "--max-identity")
     settings = OpSettings(expand_ratio=config["model"]["expand_ratio"], se_ratio=config["model"]["se_ratio"])
-    meta = {**_search_meta(config, config["data"]["name"]), "epochs_done": state["epoch"], "top_k": top_k}
+    meta = {**_search_meta(config, config["data"]["name"]), "epochs_done": state["epoch"], "top_k": top_k,
+            "max_identity": max_identity}
     genotype = derive(architecture["alphas"], op_names, num_nodes, top_k, settings, meta,
-                      edge_scales=architecture["edge_scales"], op_masks=architecture["op_masks"])
+                      edge_scales=architecture["edge_scales"], op_masks=architecture["op_masks"], max_identity=max_identity)
     source = Path(args.checkpoint)
-    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / "genotype.json"
+    if args.out:
+        out = Path(args.out)
+    else:
+        # the search's own genotype.json is only rewritten with the search's own settings
+        name = "genotype.json"
+        if (top_k, max_identity) != (search_top_k, search_max_identity):
+            name = f"genotype-top{top_k}" + (f"-maxid{max_identity}" if max_identity is not None else "") + ".json"
+        out = (source if source.is_dir() else source.parent) / name
     genotype.save(out)
-    print(f"genotype: {out}")
+    weights = softmax_weights(architecture["alphas"], architecture["op_masks"])
+    print_warnings(genotype_warnings(diagnose(weights, op_names, genotype, architecture["edge_scales"])))
+    print(f"genotype: {out} (top_k {top_k}, max_identity {max_identity})")
     return out
+
+
+def _count_arg(text: str, flag: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"{flag}: expected an integer >= 0 or 'none', got {text!r}")
+    return value
+
+
+def command_sample(args: argparse.Namespace) -> list[Path]:
+    """Random genotypes from the space of the config (``udarts.random_genotypes``)."""
+    from udarts.random_genotypes import sample_genotypes
+    from udarts.search.supernet import search_op_names
+
+    overrides = [(parse_assignment(assignment), f"--set {assignment}") for assignment in args.set or []]
+    if args.image_size:
+        overrides.append(({"data": {"image_size": _parse_size(args.image_size)}}, "--image-size"))
+    config = resolve(args.config, overrides)
+    model = config["model"]
+    if args.flops_budget is not None and args.width is None:
+        raise ConfigError("--flops-budget needs --width: the SEARCH-Net width the FLOPs are counted at")
+    if args.width is not None:
+        check_u_input_size(config)
+    try:
+        op_names = search_op_names(model["ops"], model["include_none"])
+        drawn = sample_genotypes(
+            args.num, args.seed, op_names, model["num_nodes"], config["search"]["top_k"],
+            OpSettings(expand_ratio=model["expand_ratio"], se_ratio=model["se_ratio"]),
+            flops_budget=args.flops_budget, width=args.width, image_size=config["data"]["image_size"], num_classes=args.num_classes,
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    out = Path(args.out)
+    paths = []
+    for genotype, gflops in drawn:
+        path = genotype.save(out / f"random-{args.seed}-{genotype.search['index']:03d}.json")
+        paths.append(path)
+        cost = "" if gflops is None else f"  {gflops:.3f} GFLOPs at width {args.width}"
+        print(f"{path}{cost}")
+    return paths
 
 
 # ---- train / eval --------------------------------------------------------------------------
@@ -427,8 +494,40 @@ def _model_spec(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
         genotype = Genotype.load(genotype_path)
         return {"name": "searchnet", "genotype": genotype.to_dict(), "width": config["model"]["width"],
                 "in_channels": 3, "num_classes": num_classes}
+    if config["model"]["flops_budget"] is not None:
+        raise ConfigError(f"model.flops_budget applies to SEARCH-Net only, not to train.model = {name!r}")
     return {"name": name, "scale": config["train"]["model_scale"], "options": dict(config["train"]["model_options"]),
             "in_channels": 3, "num_classes": num_classes}
+
+
+def fit_width_to_budget(config: dict[str, Any], num_classes: int) -> None:
+    """With ``model.flops_budget`` set (SEARCH-Net), set ``model.width`` to the largest width whose
+    FLOPs per ``data.image_size`` image fit it (before the run folder records the config)."""
+    from udarts.random_genotypes import width_for_budget
+
+    budget = config["model"]["flops_budget"]
+    if budget is None or config["train"]["model"] != "searchnet":
+        return
+    if budget <= 0:
+        raise ConfigError(f"model.flops_budget: expected GFLOPs > 0, got {budget}")
+    genotype_path = config["train"]["genotype"]
+    if not genotype_path:
+        raise ConfigError("train.genotype: SEARCH-Net needs a genotype; pass --genotype PATH/genotype.json")
+    try:
+        width, gflops = width_for_budget(Genotype.load(genotype_path), budget, config["data"]["image_size"], num_classes)
+    except ValueError as error:
+        raise ConfigError(f"model.flops_budget: {error}") from error
+    config["model"]["width"] = width
+    print(f"model.flops_budget {budget} GFLOPs: SEARCH-Net width {width} ({gflops:.3f} GFLOPs per image)")
+
+
+def describe_model(model: torch.nn.Module, config: dict[str, Any]) -> dict[str, Any]:
+    """Parameters and forward GFLOPs per ``data.image_size`` image of a built network."""
+    from udarts.complexity import count_flops, count_parameters
+
+    height, width = config["data"]["image_size"]
+    return {"parameters": count_parameters(model), "gflops_per_image": count_flops(model, (1, 3, height, width)) / 1e9,
+            "image_size": [height, width]}
 
 
 def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None, run_path: Path | None = None) -> Path:
@@ -450,9 +549,19 @@ def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None
     seed_everything(config["seed"])
 
     train_set = _split(config, "train", augment=True)
-    val_set = _split(config, "val", augment=False)
+    val_set = _split(config, config["train"]["select_split"], augment=False)
     info = _dataset_info(train_set)
     num_classes = len(info["class_names"])
+    if resume_state is None:
+        fit_width_to_budget(config, num_classes)
+    if getattr(args, "dry_run", False):
+        report = {"model": config["train"]["model"], "width": config["model"]["width"],
+                  **describe_model(build_model(_model_spec(config, num_classes)), config)}
+        print(json.dumps(report, indent=2))
+        print(f"{report['model']}: {report['parameters']:,} parameters ({report['parameters'] / 1e6:.2f} M); forward: "
+              f"{report['gflops_per_image']:.3f} GFLOPs per {report['image_size'][0]}x{report['image_size'][1]} image")
+        multiprocess.shutdown(distributed)
+        return Path(".")
     train_loader = _rank_slices(_loader(config, train_set, True, device), distributed)
     if distributed is not None:
         if len(val_set) < distributed.world_size:
@@ -780,13 +889,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     derive = commands.add_parser("derive", help="derive a genotype from a search checkpoint or run folder")
     derive.add_argument("checkpoint", help="search run folder or checkpoint (.pt)")
-    derive.add_argument("--out", help="genotype path (default: genotype.json beside the checkpoint)")
+    derive.add_argument("--out", help="genotype path (default: beside the checkpoint, genotype.json with the search's "
+                        "own --top-k and --max-identity, else genotype-top<K>[-maxid<N>].json)")
     derive.add_argument("--top-k", type=int, help="kept incoming edges per node (default: the search's)")
+    derive.add_argument("--max-identity", metavar="N",
+                        help="at most N identity edges per cell, 'none' = no cap (default: the search's search.max_identity)")
 
     train = commands.add_parser("train", help="train SEARCH-Net from a genotype (or a baseline) from scratch")
     _common(train)
     train.add_argument("--genotype", help="genotype.json to build SEARCH-Net from")
     train.add_argument("--model", help="searchnet (default) or a baseline name")
+    train.add_argument("--flops-budget", type=float, metavar="GFLOPS",
+                       help="SEARCH-Net: the largest width whose GFLOPs per image (at --image-size) fit this (model.flops_budget)")
+    train.add_argument("--dry-run", action="store_true", help="print the network's parameters and FLOPs, then exit")
+
+    sample = commands.add_parser("sample", help="write random genotypes drawn uniformly from the search space (the baseline a search must beat)")
+    sample.add_argument("--num", type=int, required=True, help="how many genotypes")
+    sample.add_argument("--seed", type=int, default=0, help="genotype i of seed S is the same whatever --num (default 0)")
+    sample.add_argument("--out", required=True, help="folder for random-S-III.json files")
+    sample.add_argument("--config", help="YAML config: model.ops, model.num_nodes, search.top_k and the op settings")
+    sample.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key")
+    sample.add_argument("--flops-budget", type=float, metavar="GFLOPS", help="keep only genotypes whose SEARCH-Net fits this at --width")
+    sample.add_argument("--width", type=int, help="SEARCH-Net width the FLOPs are counted at")
+    sample.add_argument("--image-size", help="HEIGHTxWIDTH the FLOPs are counted at (default: the config's)")
+    sample.add_argument("--num-classes", type=int, default=11, help="classes of the head the FLOPs are counted with (default 11, CamVid)")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained checkpoint: per-class IoU, mIoU, pixel accuracy")
     evaluate.add_argument("checkpoint")
@@ -830,6 +956,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "search": command_search,
         "derive": command_derive,
+        "sample": command_sample,
         "train": command_train,
         "eval": command_eval,
         "predict": command_predict,

@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
         "cache": False,
         "on_bad_sample": "error",  # error | skip
         "download": False,
+        "holdout": None,  # camvid: a training sequence (e.g. 0006R0) left out of train, served as split 'holdout'
     },
     "model": {
         "width": 64,  # w: cells have w, 2w, 4w, 8w channels (the paper: 64)
@@ -44,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
         "include_none": True,  # add DARTS's zero op to the search
         "expand_ratio": 4,  # MBConv hidden width = expand_ratio * channels
         "se_ratio": 0.25,
+        # SEARCH-Net (train): GFLOPs per data.image_size image; when set, model.width becomes the
+        # largest width whose forward pass fits (udarts.random_genotypes.width_for_budget).
+        "flops_budget": None,
     },
     "search": {
         "epochs": 300,
@@ -53,12 +57,19 @@ DEFAULTS: dict[str, Any] = {
         "weight_lr": 1.0e-3,
         "weight_decay": 0.0,
         "alpha_lr": 3.0e-4,
+        # Size the alpha steps to the budget: when set, alpha_lr = alpha_travel / (number of alpha
+        # steps), so Adam can move a logit by about alpha_travel over the search whatever its length
+        # (DARTS's CIFAR search: ~20,000 steps x 3e-4 = 6). null = use alpha_lr as given.
+        "alpha_travel": None,
         "alpha_betas": [0.5, 0.999],
         "alpha_weight_decay": 1.0e-3,
         "order": "first",  # first | second
         "unrolled_lr": None,  # xi of the second-order step; null = weight_lr
         "grad_clip": 5.0,
         "top_k": 2,  # kept incoming edges per node
+        # at most this many 'identity' edges per derived cell (P-DARTS's cap; the weakest extra
+        # ones take their edge's best other op; docs/search_modes.md); null = no cap
+        "max_identity": None,
         # Cheaper search (docs/search_modes.md). mode: darts (every op) | gdas (one sampled op
         # per edge, Dong & Yang 2019) | pc_darts (1/K of the channels, Xu et al. 2020) | pc_gdas (both)
         "mode": "darts",
@@ -70,7 +81,8 @@ DEFAULTS: dict[str, Any] = {
         "prune_every": 10,  # ... then every this many epochs
         "prune_ops_per_step": 1,  # ops dropped per edge per pruning
         "prune_min_ops": 2,  # ops an edge keeps at least ('none' is never dropped)
-        "flops_penalty": 0.0,  # alpha-loss weight per expected GFLOP per image (0 = off)
+        "flops_penalty": 0.0,
+        "beta_decay": 0.0,  # beta-DARTS's regulariser: weight of the mean log-sum-exp of the alphas (0 = off)  # alpha-loss weight per expected GFLOP per image (0 = off)
         "amp": "none",  # none | bf16 | fp16 (fp16 adds gradient scaling)
         "channels_last": False,  # NHWC memory format (for CUDA tensor cores)
         "checkpoint_cells": False,  # recompute cell activations in the backward pass
@@ -91,12 +103,13 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 5.0e-4,
         "scheduler": "cosine",  # cosine | none
         "min_lr": 0.0,
+        "select_split": "val",  # split scored every epoch and used to pick best.pt (camvid with data.holdout: holdout)
         "sync_batchnorm": True,  # under torchrun: BatchNorm statistics of the global batch
     },
 }
 
 # Keys whose value may be null or of another type than the default's.
-_NULLABLE = {"data.root", "search.unrolled_lr", "train.genotype", "search.grad_clip", "search.prune_start_epoch"}
+_NULLABLE = {"data.root", "data.holdout", "search.unrolled_lr", "search.alpha_travel", "model.flops_budget", "train.genotype", "search.grad_clip", "search.prune_start_epoch", "search.max_identity"}
 # Mappings whose keys are free (passed on as keyword options), not checked against defaults.
 _FREE_MAPPINGS = {"train.model_options"}
 
@@ -195,6 +208,9 @@ def resolve(config_path: str | None = None, overrides: list[tuple[dict[str, Any]
     size = config["data"]["image_size"]
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
         raise ConfigError(f"data.image_size: expected [height, width] as two positive integers, got {size!r}")
+    holdout = config["data"]["holdout"]
+    if holdout is not None and not (isinstance(holdout, str) and holdout):
+        raise ConfigError(f"data.holdout: expected the name of a sequence (a string such as '0006R0') or null, got {holdout!r}")
     check_search_settings(config["search"])
     return config
 
@@ -216,8 +232,15 @@ def check_search_settings(search: dict[str, Any]) -> None:
     for key in ("partial_channel_k", "prune_every", "prune_ops_per_step", "prune_min_ops"):
         if search[key] < 1:
             raise fail(key, f"must be >= 1, got {search[key]}")
-    if search["flops_penalty"] < 0:
-        raise fail("flops_penalty", f"must be >= 0, got {search['flops_penalty']}")
+    for key in ("flops_penalty", "beta_decay"):
+        if search[key] < 0:
+            raise fail(key, f"must be >= 0, got {search[key]}")
+    travel = search["alpha_travel"]
+    if travel is not None and (isinstance(travel, bool) or not isinstance(travel, (int, float)) or travel <= 0):
+        raise fail("alpha_travel", f"expected a number > 0 or null, got {travel!r}")
+    max_identity = search["max_identity"]
+    if max_identity is not None and (isinstance(max_identity, bool) or not isinstance(max_identity, int) or max_identity < 0):
+        raise fail("max_identity", f"expected an integer >= 0 or null, got {max_identity!r}")
     start = search["prune_start_epoch"]
     if start is not None:
         if isinstance(start, bool) or not isinstance(start, int):

@@ -139,6 +139,9 @@ def to_json(data: dict[str, Any]) -> str:
 
 
 # ---- derivation ----------------------------------------------------------------------------
+IDENTITY_OP = "identity"
+
+
 def derive_cell(
     name: str,
     alphas: Tensor,
@@ -148,6 +151,7 @@ def derive_cell(
     top_k: int = 2,
     edge_scales: Tensor | None = None,
     op_mask: Tensor | None = None,
+    max_identity: int | None = None,
 ) -> CellGenotype:
     """One cell's genotype from its alphas ``(num_edges, num_ops)``.
 
@@ -159,10 +163,31 @@ def derive_cell(
     node's incoming edges); an edge's op weights are multiplied by its scale before edges are
     ranked, as PC-DARTS derives. ``op_mask`` ``(num_edges, num_ops)``: the ops progressive
     pruning kept; dropped ops leave the softmax and are never chosen.
+
+    Every cell input stays read. This only acts when ``top_k`` is small, e.g. ``top_k=1``: with
+    ``top_k >= 2`` node 0 keeps both inputs of a two-input cell, so nothing changes (unless
+    pruning left one of them only ``none``). For each
+    input that no kept edge reads, in input order: over every node, the edge from that input is
+    scored as above, and the node with the strongest such edge (ties: the lower node) whose kept
+    edges include one that can go (one whose source is not an input read by that edge alone)
+    swaps its weakest such edge (ties: the higher source) for the edge from the unread input.
+    Nodes keep their edge count. When no node can swap, a ``ValueError`` names the cell.
+
+    ``max_identity`` (None = off): at most that many kept edges of the cell are ``identity``
+    (P-DARTS's cap on skip-connections, Chen et al. 2019). The weakest kept identity edges (by
+    their ranking score, the identity weight times the edge scale; ties: the later node, then
+    the higher source) keep their place in the cell but take that edge's strongest op besides
+    ``identity`` and ``none``. (P-DARTS instead zeroes the extra skips' weights and re-ranks the
+    node's edges; keeping the edge keeps every input read.) An edge whose only op left by
+    pruning is ``identity`` cannot change and stays, so with pruning a cell may end above the cap.
+    The cap is applied after the input rule above, and edges keep their sources, so it never
+    leaves an input unread.
     """
     edges = all_edges(num_inputs, num_nodes)
     if tuple(alphas.shape) != (len(edges), len(op_names)):
         raise ValueError(f"{name}: alphas of shape {tuple(alphas.shape)}, expected {(len(edges), len(op_names))}")
+    if max_identity is not None and max_identity < 0:
+        raise ValueError(f"max_identity must be >= 0 or None, got {max_identity}")
     logits = alphas.detach().float()
     if op_mask is not None:
         logits = logits.masked_fill(~torch.as_tensor(op_mask, dtype=torch.bool, device=logits.device), float("-inf"))
@@ -172,25 +197,82 @@ def derive_cell(
     candidates = [index for index, op_name in enumerate(op_names) if op_name != NONE_OP]
     if not candidates:
         raise ValueError(f"{name}: the op set has no op besides 'none'")
-    nodes = []
+    active = None if op_mask is None else torch.as_tensor(op_mask, dtype=torch.bool).cpu()
+    # per node, every candidate edge as (-score, source, op_name, edge_index): sorting ranks them
+    scored: list[list[tuple[float, int, str, int]]] = []
+    kept: list[list[tuple[float, int, str, int]]] = []
     for node in range(num_nodes):
-        scored = []
+        node_scored = []
         for edge_index, (target, source) in enumerate(edges):
             if target != node:
                 continue
             row = weights[edge_index, candidates]
-            if op_mask is not None:
-                active = torch.as_tensor(op_mask, dtype=torch.bool)[edge_index, candidates].to(row.device)
-                if not bool(active.any()):
+            if active is not None:
+                edge_active = active[edge_index, candidates].to(row.device)
+                if not bool(edge_active.any()):
                     continue  # pruning left this edge only 'none'
-                row = row.masked_fill(~active, -1.0)
+                row = row.masked_fill(~edge_active, -1.0)
             best = int(torch.argmax(row))
-            scored.append((-float(row[best]), source, op_names[candidates[best]]))
-        if not scored:
+            node_scored.append((-float(row[best]), source, op_names[candidates[best]], edge_index))
+        if not node_scored:
             raise ValueError(f"{name}: node {node} has no incoming edge with an op besides 'none'")
-        kept = sorted(scored)[:top_k]
-        nodes.append(tuple((op_name, source) for _, source, op_name in sorted(kept, key=lambda item: item[1])))
-    return CellGenotype(name, num_inputs, tuple(nodes))
+        scored.append(node_scored)
+        kept.append(sorted(node_scored)[:top_k])
+    _read_every_input(name, num_inputs, scored, kept)
+    if max_identity is not None:
+        _cap_identity(name, max_identity, kept, weights, op_names, candidates, active)
+    nodes = tuple(tuple((op_name, source) for _, source, op_name, _ in sorted(genes, key=lambda item: item[1])) for genes in kept)
+    return CellGenotype(name, num_inputs, nodes)
+
+
+def _read_every_input(name: str, num_inputs: int, scored: list[list[tuple]], kept: list[list[tuple]]) -> None:
+    """Make every cell input read by some kept edge, in place (the rule in ``derive_cell``)."""
+    readers = [sum(1 for genes in kept for gene in genes if gene[1] == source) for source in range(num_inputs)]
+    for source in range(num_inputs):
+        if readers[source]:
+            continue
+        options = []
+        for node, node_scored in enumerate(scored):
+            edge = next((gene for gene in node_scored if gene[1] == source), None)
+            if edge is None:  # pruning left this edge only 'none'
+                continue
+            # a kept edge may go unless it is the only reader of an input
+            removable = [gene for gene in kept[node] if not (gene[1] < num_inputs and readers[gene[1]] == 1)]
+            if removable:
+                options.append((edge[0], node, edge, max(removable)))  # max: the weakest, ties the higher source
+        if not options:
+            raise ValueError(
+                f"{name}: no kept edge reads input {source}, and no node can swap an edge for it without cutting off "
+                f"another input (top_k too small for {num_inputs} inputs and {len(kept)} nodes?)"
+            )
+        _, node, edge, dropped = min(options)
+        kept[node].remove(dropped)
+        kept[node].append(edge)
+        readers[source] += 1
+        if dropped[1] < num_inputs:
+            readers[dropped[1]] -= 1
+
+
+def _cap_identity(
+    name: str, max_identity: int, kept: list[list[tuple]], weights: Tensor, op_names: Sequence[str],
+    candidates: list[int], active: Tensor | None,
+) -> None:
+    """Replace the op of the weakest kept identity edges, in place (the rule in ``derive_cell``)."""
+    identities = [(gene[0], node, gene[1]) for node, genes in enumerate(kept) for gene in genes if gene[2] == IDENTITY_OP]
+    excess = len(identities) - max_identity
+    # weakest first: the largest -score; ties: the later node, then the higher source
+    for _, node, source in sorted(identities, reverse=True):
+        if excess <= 0:
+            break
+        position = next(index for index, gene in enumerate(kept[node]) if gene[1] == source)
+        negative_score, _, _, edge_index = kept[node][position]
+        others = [index for index in candidates if op_names[index] != IDENTITY_OP
+                  and (active is None or bool(active[edge_index, index]))]
+        if not others:
+            continue  # pruning left this edge identity alone: it stays (see derive_cell)
+        best = max(others, key=lambda index: (float(weights[edge_index, index]), -index))
+        kept[node][position] = (negative_score, source, op_names[best], edge_index)
+        excess -= 1
 
 
 def derive(
@@ -202,11 +284,15 @@ def derive(
     search: dict[str, Any] | None = None,
     edge_scales: Sequence[Tensor] | None = None,
     op_masks: Sequence[Tensor] | None = None,
+    max_identity: int | None = None,
 ) -> Genotype:
     """The genotype of the whole U from the eight cells' alphas (cell order C1..C8); optionally
-    each cell's PC-DARTS edge scales and pruning op mask (see ``derive_cell``)."""
+    each cell's PC-DARTS edge scales and pruning op mask, and a cap on the identity edges of
+    each cell (see ``derive_cell``: every cell input stays read, whatever ``top_k``)."""
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if max_identity is not None and max_identity < 0:
+        raise ValueError(f"max_identity must be >= 0 or None, got {max_identity}")
     slots = cell_slots(1)
     if len(alphas) != len(slots):
         raise ValueError(f"expected alphas for {len(slots)} cells, got {len(alphas)}")
@@ -217,7 +303,7 @@ def derive(
         derive_cell(
             slot.name, cell_alphas, op_names, slot.num_inputs, num_nodes, top_k,
             edge_scales=None if edge_scales is None else edge_scales[slot.index],
-            op_mask=None if op_masks is None else op_masks[slot.index],
+            op_mask=None if op_masks is None else op_masks[slot.index], max_identity=max_identity,
         )
         for slot, cell_alphas in zip(slots, alphas)
     )

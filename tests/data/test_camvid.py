@@ -137,3 +137,23 @@ def test_empty_split_folder_is_an_error(camvid_root: Path) -> None:
 def test_bad_option_value(camvid_root: Path) -> None:
     with pytest.raises(ValueError, match="on_bad_sample"):
         CamVid(camvid_root, "val", on_bad_sample="ignore")
+
+
+# ---------------------------------------------------------------- held-out sequence
+def test_shared_camvid_holdout_sequence_leaves_train(shared_data: Path) -> None:
+    train = CamVid(shared_data / "camvid", "train", image_size=(48, 64), holdout="0006R0")
+    holdout = CamVid(shared_data / "camvid", "holdout", image_size=(48, 64), holdout="0006R0")
+    assert (len(train), len(holdout)) == (266, 101)
+    train_names = {sample.image.name for sample in train.samples}
+    assert all(sample.image.name.startswith("0006R0_") for sample in holdout.samples)
+    assert not any(name.startswith("0006R0_") for name in train_names)
+    assert len(CamVid(shared_data / "camvid", "val", image_size=(48, 64), holdout="0006R0")) == 101  # val untouched
+
+
+def test_holdout_errors_name_the_sequence_and_the_list(camvid_root: Path) -> None:
+    with pytest.raises(DatasetError, match=r"data.holdout: no frame of sequence '0006R0' in .*train.txt; its sequences are \['train'\]"):
+        CamVid(camvid_root, "train", holdout="0006R0")
+    with pytest.raises(DatasetError, match="nothing would be left to train on"):
+        CamVid(camvid_root, "train", holdout="train")  # the fixture's frames are all named train_XXXX
+    with pytest.raises(DatasetError, match="needs a held-out sequence: set data.holdout"):
+        CamVid(camvid_root, "holdout")

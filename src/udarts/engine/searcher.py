@@ -32,6 +32,7 @@ from udarts.engine.trainer import epoch_seed, seed_epoch
 from udarts.genotype import Genotype, derive
 from udarts.metrics import ConfusionMatrix
 from udarts.search.darts import DartsStrategy
+from udarts.search.diagnostics import CellDiagnostics, diagnose, genotype_warnings, print_warnings
 from udarts.search.pruning import PruningSchedule, count_active_ops, prune
 from udarts.search.sampling import TemperatureSchedule
 from udarts.search.supernet import SuperNet
@@ -40,17 +41,29 @@ from udarts.search.supernet import SuperNet
 SAMPLER_SEED_OFFSET = 104_729
 
 
-def current_genotype(model: SuperNet, top_k: int, search_meta: dict[str, Any]) -> Genotype:
+def current_genotype(
+    model: SuperNet, top_k: int, search_meta: dict[str, Any], max_identity: int | None = None,
+) -> Genotype:
+    """The genotype of the current alphas (with the PC-DARTS betas and pruning masks); ``top_k``
+    and ``max_identity`` (see ``udarts.genotype.derive_cell``) are recorded in its metadata."""
     masks = model.op_masks() if not all(bool(mask.all()) for mask in model.op_masks()) else None
     return derive(
-        model.alpha_parameters(), model.op_names, model.num_nodes, top_k, model.settings, search_meta,
-        edge_scales=model.edge_normalization_weights(), op_masks=masks,
+        model.alpha_parameters(), model.op_names, model.num_nodes, top_k, model.settings,
+        {**search_meta, "top_k": top_k, "max_identity": max_identity},
+        edge_scales=model.edge_normalization_weights(), op_masks=masks, max_identity=max_identity,
     )
 
 
-def log_alphas(run: Run, model: SuperNet, epoch: int) -> None:
-    """Append the softmax of every cell's alphas (one row per edge) to ``alphas.jsonl``."""
-    record = {
+def genotype_diagnostics(model: SuperNet, genotype: Genotype) -> list[CellDiagnostics]:
+    """Per cell, the diagnostics (``udarts.search.diagnostics``) of the current alphas and ``genotype``."""
+    return diagnose(model.alphas_softmax(), model.op_names, genotype, model.edge_normalization_weights())
+
+
+def log_alphas(run: Run, model: SuperNet, epoch: int, genotype: Genotype | None = None) -> None:
+    """Append the softmax of every cell's alphas (one row per edge) to ``alphas.jsonl``; with the
+    ``genotype`` derived from them, also each cell's diagnostics (``diagnostics``: normalised
+    entropy, top-1 margins, identity share, ...), which go to TensorBoard as well."""
+    record: dict[str, Any] = {
         "epoch": epoch,
         "op_names": list(model.op_names),
         "cells": {slot.name: weights.tolist() for slot, weights in zip(model.slots, model.alphas_softmax())},
@@ -58,12 +71,18 @@ def log_alphas(run: Run, model: SuperNet, epoch: int) -> None:
     edge_weights = model.edge_normalization_weights()
     if edge_weights is not None:
         record["edge_weights"] = {slot.name: weights.tolist() for slot, weights in zip(model.slots, edge_weights)}
+    diagnostics = genotype_diagnostics(model, genotype) if genotype is not None else []
+    if diagnostics:
+        record["diagnostics"] = {item.name: item.to_dict() for item in diagnostics}
     with open(run.path / "alphas.jsonl", "a") as handle:
         handle.write(json.dumps(record) + "\n")
     writer = run.tensorboard()
     for slot, weights in zip(model.slots, model.alphas_softmax()):
         for op_index, op_name in enumerate(model.op_names):
             writer.add_scalar(f"alphas/{slot.name}/{op_name}", float(weights[:, op_index].mean()), epoch)
+    for item in diagnostics:
+        for key in ("entropy", "min_margin", "mean_margin", "identity_share"):
+            writer.add_scalar(f"diagnostics/{item.name}/{key}", getattr(item, key), epoch)
 
 
 def log_pruning(run: Run, epoch: int, records: list[dict[str, Any]]) -> None:
@@ -98,7 +117,11 @@ def search(
     flops_penalty: Any = None,
     distributed: Any = None,
     channels_last: bool = False,
+    max_identity: int | None = None,
 ) -> Genotype:
+    """Run the search from ``start_epoch`` to ``epochs`` and return the final genotype; the
+    process that writes the run (``run`` not ``None``) prints, on stderr, a warning for every
+    weakly determined or degenerate cell of it (``udarts.search.diagnostics``)."""
     progress = progress and run is not None
     epoch_bar = tqdm(range(start_epoch, epochs), desc="search", disable=not progress, initial=start_epoch, total=epochs)
     for epoch in epoch_bar:
@@ -144,7 +167,7 @@ def search(
         if pruning is not None and pruning.is_due(epoch + 1):
             pruned = prune(model, pruning)
 
-        genotype = current_genotype(model, top_k, {**search_meta, "epochs_done": epoch + 1})
+        genotype = current_genotype(model, top_k, {**search_meta, "epochs_done": epoch + 1}, max_identity)
         metrics = confusion.compute()
         record = {
             "epoch": epoch + 1,
@@ -169,7 +192,7 @@ def search(
             best_miou = metrics["miou"]
         if run is not None:
             genotype.save(run.path / "genotype.json")
-            log_alphas(run, model, epoch + 1)
+            log_alphas(run, model, epoch + 1, genotype)
             if pruned:
                 log_pruning(run, epoch + 1, pruned)
             run.log(record, step=epoch + 1)
@@ -193,5 +216,8 @@ def search(
         epoch_bar.set_postfix(train_loss=f"{record['train_loss']:.4f}")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
-    return current_genotype(model, top_k, {**search_meta, "epochs_done": epochs})
+    genotype = current_genotype(model, top_k, {**search_meta, "epochs_done": epochs}, max_identity)
+    if run is not None:
+        print_warnings(genotype_warnings(genotype_diagnostics(model, genotype)))
+    return genotype
 

@@ -11,7 +11,22 @@ DARTS eq. 6-8): the weights are unrolled one step, ``w' = w - xi * dL_train(w, a
 alpha gradient is ``dL_val(w', a)/da - xi * d2L_train(w, a)/(da dw) . dL_val(w', a)/dw'``, the
 Hessian-vector product estimated by central finite differences at ``w +- eps * dL_val/dw'`` with
 ``eps = fd_radius / ||dL_val/dw'||`` (DARTS: ``fd_radius = 0.01``). Every forward pass of the
-second-order step leaves the weights and the BatchNorm running statistics as they were.
+second-order step leaves the weights and the BatchNorm running statistics as they were. The val
+loss and logits it returns (the logged val loss and mIoU, and the search's ``best.pt``) are those
+of the real weights ``w``, from one extra forward pass without gradient, not those of ``w'``.
+
+The unrolled step is plain SGD (no momentum, no weight decay) with ``xi = unrolled_lr``, by
+default the weight learning rate (1e-3), while the weights train with Adam (the default
+``search.weight_optimizer``, the paper's choice). DARTS's reference code (``architect.py``)
+unrolls with the step its own weight optimiser takes (SGD with momentum 0.9 and weight decay 3e-4
+at the current learning rate, cosine from 0.025), so its ``w'`` is the next iterate (before
+gradient clipping); here it is not. Adam moves each weight by about its learning rate whatever
+the size of the gradient, the SGD step by ``xi`` times the gradient, usually far less: ``w'``
+stays closer to ``w`` than the real Adam step would take it, and the correction term
+``xi * d2L_train/(da dw) . dL_val/dw'`` is smaller than unrolling the real step would make it (at
+an equal Hessian also 25x smaller than DARTS's at its initial ``xi`` of 0.025). The second-order
+gradient is therefore closer to the first-order one (``xi = 0``) than a lookahead of the actual
+Adam step would be; ``unrolled_lr`` sets ``xi``.
 
 Options (all off by default, which is plain DARTS):
 
@@ -51,6 +66,21 @@ class Searchable(Protocol):
 def _grads(loss: Tensor, parameters: Sequence[Tensor]) -> list[Tensor]:
     grads = torch.autograd.grad(loss, parameters, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(parameters, grads)]
+
+
+def alpha_lr_for_budget(travel: float, alpha_steps: int) -> float:
+    """The alpha learning rate that lets Adam move a logit by about ``travel`` in ``alpha_steps``.
+
+    Adam's step is bounded by its learning rate, so ``lr * steps`` is the farthest a logit can
+    travel; DARTS's CIFAR search (about 20,000 alpha steps at 3e-4) allows about 6. A CPU search
+    of a few hundred steps at the same 3e-4 ends with softmax weights within 0.01 of uniform, so
+    the genotype it derives is noise; sizing the rate to the budget keeps the product fixed.
+    """
+    if alpha_steps < 1:
+        raise ValueError(f"the search makes no alpha step (search.epochs - search.warmup_epochs = 0?); got {alpha_steps}")
+    if travel <= 0:
+        raise ValueError(f"search.alpha_travel must be > 0, got {travel}")
+    return travel / alpha_steps
 
 
 class DartsStrategy:
@@ -156,18 +186,24 @@ class DartsStrategy:
         return _grads(self._scaled(objective), self.model.arch_parameters()), loss, logits
 
     def second_order_alpha_grads(self, train_batch: Batch, val_batch: Batch) -> tuple[list[Tensor], Tensor, Tensor]:
+        """(the second-order alpha gradients, the val loss and the val logits of the real weights w);
+        weights and BatchNorm statistics are left as they were."""
         alphas = self.model.arch_parameters()
         weights = self.model.weight_parameters()
         xi = self.unrolled_lr
         with _preserved(self.model, weights):
+            # the val loss and logits to report (metrics, best.pt): those of the real weights w,
+            # not of the virtual w'; no gradient, and the BN statistics are restored on exit
+            with torch.no_grad():
+                val_loss, val_logits = self._loss(val_batch)
             # w' = w - xi * dL_train(w, a)/dw
             weight_grads = _grads(self._loss(train_batch)[0], weights)
             self._sync(weight_grads)
             with torch.no_grad():
                 torch._foreach_add_(weights, weight_grads, alpha=-xi)
             # dL_val(w', a)/da and dL_val(w', a)/dw'
-            val_loss, val_logits = self._loss(val_batch)
-            objective = val_loss if self.alpha_penalty is None else val_loss + self.alpha_penalty()
+            unrolled_val_loss, _ = self._loss(val_batch)
+            objective = unrolled_val_loss if self.alpha_penalty is None else unrolled_val_loss + self.alpha_penalty()
             grads = _grads(objective, alphas + weights)
             alpha_grads, unrolled_weight_grads = grads[: len(alphas)], grads[len(alphas) :]
             self._sync(unrolled_weight_grads)

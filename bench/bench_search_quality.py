@@ -1,0 +1,311 @@
+"""Does the search find better networks than random sampling from the same space, and than a UNet?
+
+On CamVid, with one training sequence (0006R0) held out from the search and from every training,
+this benchmark runs what a user would run and scores every candidate on that unseen sequence:
+
+1. searches: ``udarts search --config SEARCH_CONFIG --seed S`` for each setting and search seed;
+2. random genotypes: ``udarts sample --num N --seed R`` (uniform over the same space);
+3. every genotype retrained with one cheap recipe, ``udarts train --config TRAIN_CONFIG``, whose
+   ``model.flops_budget`` gives each SEARCH-Net the largest width under the same FLOPs, so
+   searched and random genotypes are compared at matched FLOPs; the baselines (the ResNet-34 UNet
+   and the classic UNet by default) are trained with the same recipe;
+4. each candidate's best.pt (chosen on the held-out sequence) also scored on CamVid val with
+   ``udarts eval --split val``, for comparison with earlier numbers (val shares its sequence with
+   the training frames, so it rewards fitting a familiar sequence).
+
+It reports the random genotypes' mean and standard deviation, each searched genotype's distance
+from that mean in random standard deviations and its percentile among them, and, with
+``--long-epochs``, whether the cheap recipe ranks like a longer one (Kendall tau between the two
+over ``--long-candidates`` genotypes trained again with ``train.epochs = --long-epochs``).
+Finished runs are reused and interrupted ones resumed, so the command can be re-run until it
+completes; ``--jobs 2`` runs two commands at a time (one torch thread each).
+
+    python bench/bench_search_quality.py --root ../shared/data/camvid --out runs/bench-quality \\
+        --settings pc_gdas --search-seeds 0,1 --random 8 --jobs 2 --plot docs/images/search-quality.png
+
+A setting is ``MODE[:KEY=VALUE[:KEY=VALUE...]]`` with keys of the config's ``search`` section.
+Prints a Markdown section for BENCHMARKS.md; ``--json FILE`` also writes the raw numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_search_accuracy import Setting, describe, run_command, run_to_the_end, shown  # noqa: E402
+
+from udarts.complexity import cpu_model  # noqa: E402
+from udarts.engine.compare import Statistic, measure_cost, read_run_result  # noqa: E402
+from udarts.engine.logs import read_jsonl  # noqa: E402
+from udarts.genotype import Genotype  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SEARCH_CONFIG = REPO_ROOT / "configs" / "camvid-search-cpu.yaml"
+TRAIN_CONFIG = REPO_ROOT / "configs" / "camvid-quality-cpu.yaml"
+NO_BUDGET = ["--set", "model.flops_budget=null"]  # the FLOPs budget sizes SEARCH-Net only
+BASELINE_FLAGS = {  # the protocol's baselines (../shared/PROTOCOL.md), each at its own FLOPs
+    "unet_resnet34": ["--model", "unet_resnet34", "--set", "train.model_scale=paper", *NO_BUDGET],
+    "unet": ["--model", "unet", *NO_BUDGET],  # the classic UNet at its CPU scale: 1.14 GFLOPs at 96x128
+}
+
+
+@dataclass
+class Candidate:
+    label: str  # "search pc_gdas seed 0", "random 3", "unet_resnet34"
+    kind: str  # searched | random | baseline
+    genotype: str | None  # path of the genotype (SEARCH-Net) or None (baseline)
+    train_flags: list[str]
+    search_dir: str | None = None
+
+    @property
+    def slug(self) -> str:
+        return self.label.replace(" ", "-").replace(":", "-").replace("=", "")
+
+
+@dataclass
+class Outcome:
+    label: str
+    kind: str
+    parameters: int
+    gflops: float
+    width: int | None
+    holdout_miou: float  # best epoch on the held-out sequence (best.pt)
+    final_holdout_miou: float
+    val_miou: float  # best.pt scored on CamVid val
+    train_minutes: float
+    search_minutes: float | None
+    kept_ops: str
+    long_holdout_miou: float | None = None
+
+
+def train_dir(args: argparse.Namespace, candidate: Candidate, long: bool = False) -> Path:
+    return args.out / (f"long-{candidate.slug}" if long else f"train-{candidate.slug}")
+
+
+def train_and_score(candidate: Candidate, args: argparse.Namespace, long: bool = False) -> None:
+    """Retrain one candidate (reusing or resuming its run), then score its best.pt on val."""
+    run_dir = train_dir(args, candidate, long)
+    flags = ["--config", str(args.train_config), "--root", str(args.root), "--seed", str(args.train_seed), *candidate.train_flags]
+    if long:
+        flags += ["--epochs", str(args.long_epochs)]
+    run_to_the_end("train", run_dir, flags, args.out)
+    if not long and not (run_dir / "eval-val.json").is_file():
+        run_command([sys.executable, "-m", "udarts.cli", "eval", str(run_dir / "best.pt"), "--root", str(args.root),
+                     "--split", "val", "--json", str(run_dir / "eval-val.json"), "--no-progress"],
+                    args.out / f"{run_dir.name}.log")
+
+
+def search(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
+    search_dir = args.out / f"search-{setting.slug}-seed{seed}"
+    run_to_the_end("search", search_dir, ["--config", str(args.search_config), "--root", str(args.root),
+                                          "--seed", str(seed), *setting.set_flags()], args.out)
+    genotype = search_dir / "genotype.json"
+    return Candidate(f"search {setting.label} seed {seed}", "searched", str(genotype), ["--genotype", str(genotype)], str(search_dir))
+
+
+def random_candidates(args: argparse.Namespace) -> list[Candidate]:
+    folder = args.out / "random-genotypes"
+    paths = sorted(folder.glob(f"random-{args.random_seed}-*.json"))[: args.random]
+    if len(paths) < args.random:
+        run_command([sys.executable, "-m", "udarts.cli", "sample", "--num", str(args.random), "--seed", str(args.random_seed),
+                     "--config", str(args.search_config), "--out", str(folder)], args.out / "sample.log")
+        paths = sorted(folder.glob(f"random-{args.random_seed}-*.json"))[: args.random]
+    return [Candidate(f"random {Genotype.load(path).search['index']}", "random", str(path), ["--genotype", str(path)])
+            for path in paths]
+
+
+def read_outcome(candidate: Candidate, args: argparse.Namespace) -> Outcome:
+    run_dir = train_dir(args, candidate)
+    trained = read_run_result(candidate.label, args.train_seed, run_dir)
+    cost = measure_cost(run_dir / "best.pt", torch.device("cpu"), warmup=0, repeats=1)
+    val = json.loads((run_dir / "eval-val.json").read_text())
+    search_minutes = None
+    if candidate.search_dir is not None:
+        search_minutes = sum(record.get("seconds") or 0.0 for record in read_jsonl(Path(candidate.search_dir) / "metrics.jsonl")) / 60
+    long_dir = train_dir(args, candidate, long=True)
+    long_miou = read_run_result(candidate.label, args.train_seed, long_dir).best_val_miou if (long_dir / "metrics.jsonl").is_file() else None
+    spec_width = None
+    if candidate.genotype is not None:
+        import yaml
+
+        spec_width = int(yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["width"])
+    return Outcome(
+        label=candidate.label, kind=candidate.kind, parameters=cost.parameters, gflops=cost.flops / 1e9, width=spec_width,
+        holdout_miou=trained.best_val_miou, final_holdout_miou=trained.val_miou, val_miou=float(val["miou"]),
+        train_minutes=trained.train_seconds / 60, search_minutes=search_minutes,
+        kept_ops=describe(Genotype.load(candidate.genotype)) if candidate.genotype else "",
+        long_holdout_miou=long_miou,
+    )
+
+
+def kendall_tau(first: list[float], second: list[float]) -> float:
+    """Kendall's tau-a of two rankings of the same items (ties count as neither agreeing nor not)."""
+    concordant = discordant = 0
+    for i in range(len(first)):
+        for j in range(i + 1, len(first)):
+            sign = (first[i] - first[j]) * (second[i] - second[j])
+            concordant += sign > 0
+            discordant += sign < 0
+    pairs = len(first) * (len(first) - 1) / 2
+    return (concordant - discordant) / pairs if pairs else math.nan
+
+
+def percentile(value: float, population: list[float]) -> float:
+    """Share of ``population`` strictly below ``value`` plus half the ties, in percent."""
+    below = sum(other < value for other in population) + 0.5 * sum(other == value for other in population)
+    return 100 * below / len(population)
+
+
+def markdown(args: argparse.Namespace, outcomes: list[Outcome], started: float) -> str:
+    randoms = [outcome for outcome in outcomes if outcome.kind == "random"]
+    searched = [outcome for outcome in outcomes if outcome.kind == "searched"]
+    random_stat = Statistic.of([100 * outcome.holdout_miou for outcome in randoms])
+    random_val = Statistic.of([100 * outcome.val_miou for outcome in randoms])
+    lines = [
+        "## Search quality on CamVid: searched vs random genotypes vs UNets (held-out sequence)",
+        "",
+        f"Command: `python bench/bench_search_quality.py {' '.join(sys.argv[1:])}`  ",
+        f"Search: `{shown(args.search_config)}`; retraining (every candidate, seed {args.train_seed}): `{shown(args.train_config)}`. "
+        "Held-out = CamVid training sequence 0006R0 (101 frames), seen by no search and no training; it picks best.pt "
+        "and gives the score. val = CamVid val (sequence 0016E5, whose other frames are in train), best.pt scored on it.  ",
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {args.jobs} command(s) at a time, one torch thread each; "
+        f"torch {torch.__version__}.  ",
+        f"Date: {datetime.date.today().isoformat()}; this invocation took {(time.perf_counter() - started) / 60:.1f} min "
+        "(finished runs are reused).",
+        "",
+        "| candidate | width | params | GFLOPs | held-out mIoU (best) | held-out (final) | val mIoU | vs random (std) | percentile | search min | train min | kept ops |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for outcome in outcomes:
+        score = 100 * outcome.holdout_miou
+        distance = (score - random_stat.mean) / random_stat.std if random_stat.std else math.nan
+        rank = percentile(score, [100 * other.holdout_miou for other in randoms]) if randoms else math.nan
+        lines.append(
+            f"| {outcome.label} | {outcome.width or ''} | {outcome.parameters / 1e6:.2f} M | {outcome.gflops:.3f} | {score:.2f} | "
+            f"{100 * outcome.final_holdout_miou:.2f} | {100 * outcome.val_miou:.2f} | {distance:+.2f} | {rank:.0f} | "
+            f"{'' if outcome.search_minutes is None else f'{outcome.search_minutes:.1f}'} | {outcome.train_minutes:.1f} | {outcome.kept_ops} |"
+        )
+    lines += ["", "| group | count | held-out mIoU, mean +- std | val mIoU, mean +- std | GFLOPs, mean |", "|---|---:|---:|---:|---:|"]
+    for kind in ("searched", "random", "baseline"):
+        rows = [outcome for outcome in outcomes if outcome.kind == kind]
+        for label, group in ([(kind, rows)] if kind != "baseline" else [(row.label, [row]) for row in rows]):
+            if not group:
+                continue
+            held = Statistic.of([100 * row.holdout_miou for row in group])
+            val = Statistic.of([100 * row.val_miou for row in group])
+            spread = lambda stat: f"{stat.mean:.2f}" + (f" +- {stat.std:.2f}" if stat.std is not None else "")  # noqa: E731
+            lines.append(f"| {label} | {len(group)} | {spread(held)} | {spread(val)} | {Statistic.of([row.gflops for row in group]).mean:.3f} |")
+    if searched and random_stat.std:
+        searched_mean = Statistic.of([100 * outcome.holdout_miou for outcome in searched]).mean
+        margin = (searched_mean - random_stat.mean) / random_stat.std
+        verdict = "beats" if margin >= 2 else "does not beat"
+        lines += ["", f"Searched mean {searched_mean:.2f} vs random {random_stat.mean:.2f} +- {random_stat.std:.2f} "
+                      f"(val: random {random_val.mean:.2f} +- {random_val.std or 0:.2f}): {margin:+.2f} random standard deviations; "
+                      f"the search {verdict} random sampling by the issue's bar of 2 standard deviations."]
+    ranked = [outcome for outcome in outcomes if outcome.long_holdout_miou is not None]
+    if len(ranked) >= 2:
+        tau = kendall_tau([row.holdout_miou for row in ranked], [row.long_holdout_miou for row in ranked])
+        lines += ["", f"Rank agreement of the cheap recipe with {args.long_epochs} epochs over {len(ranked)} genotypes: "
+                      f"Kendall tau {tau:+.2f} (" + ", ".join(f"{row.label} {100 * row.holdout_miou:.1f} -> {100 * row.long_holdout_miou:.1f}"
+                                                          for row in ranked) + ")."]
+    return "\n".join(lines)
+
+
+def plot(outcomes: list[Outcome], path: Path) -> Path:
+    """Held-out mIoU against GFLOPs: the random cloud, the searched points, the baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.5, 4.2), dpi=120)
+    styles = {"random": dict(color="0.6", marker="o", label="random genotypes"),
+              "searched": dict(color="tab:red", marker="*", s=120, label="searched genotypes")}
+    for kind, style in styles.items():
+        rows = [outcome for outcome in outcomes if outcome.kind == kind]
+        if rows:
+            axes.scatter([row.gflops for row in rows], [100 * row.holdout_miou for row in rows], zorder=3, **style)
+    for index, row in enumerate(outcome for outcome in outcomes if outcome.kind == "baseline"):
+        axes.scatter([row.gflops], [100 * row.holdout_miou], marker="s", color=plt.cm.tab10(index + 2), label=row.label, zorder=3)
+    randoms = [100 * outcome.holdout_miou for outcome in outcomes if outcome.kind == "random"]
+    if len(randoms) > 1:
+        stat = Statistic.of(randoms)
+        axes.axhspan(stat.mean - 2 * stat.std, stat.mean + 2 * stat.std, color="0.85", zorder=1, label="random mean +- 2 std")
+    axes.set_xscale("log")
+    axes.set_xlabel("GFLOPs per 96x128 image")
+    axes.set_ylabel("held-out mIoU (%), sequence 0006R0")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True, type=Path, help="CamVid root (SegNet layout)")
+    parser.add_argument("--out", required=True, type=Path, help="folder of the runs (re-used on a re-run)")
+    parser.add_argument("--settings", default="pc_gdas", help="comma-separated MODE[:KEY=VALUE...] searched (default pc_gdas; '' for none)")
+    parser.add_argument("--search-seeds", default="0,1", help="comma-separated search seeds (default 0,1)")
+    parser.add_argument("--random", type=int, default=8, help="random genotypes (default 8)")
+    parser.add_argument("--random-seed", type=int, default=0)
+    parser.add_argument("--baselines", default="unet_resnet34,unet", help=f"comma-separated, of {sorted(BASELINE_FLAGS)}")
+    parser.add_argument("--train-seed", type=int, default=0, help="seed of every retraining (default 0)")
+    parser.add_argument("--search-config", type=Path, default=SEARCH_CONFIG)
+    parser.add_argument("--train-config", type=Path, default=TRAIN_CONFIG)
+    parser.add_argument("--long-epochs", type=int, help="also retrain --long-candidates genotypes this long, for Kendall tau")
+    parser.add_argument("--long-candidates", type=int, default=4, help="genotypes retrained long (searched first, then random)")
+    parser.add_argument("--jobs", type=int, default=1, help="commands run at a time (default 1)")
+    parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--plot", type=Path, help="also draw held-out mIoU against GFLOPs here (.png)")
+    args = parser.parse_args()
+    args.search_config, args.train_config = args.search_config.resolve(), args.train_config.resolve()
+    unknown = [name for name in filter(None, args.baselines.split(",")) if name not in BASELINE_FLAGS]
+    if unknown:
+        raise SystemExit(f"--baselines: unknown {unknown}; choose from {sorted(BASELINE_FLAGS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+
+    settings = [Setting.parse(text) for text in filter(None, args.settings.split(","))]
+    seeds = [int(seed) for seed in filter(None, args.search_seeds.split(","))]
+    baselines = [Candidate(name, "baseline", None, BASELINE_FLAGS[name]) for name in filter(None, args.baselines.split(","))]
+    candidates = random_candidates(args) + baselines if args.random else baselines
+    print(f"{len(settings) * len(seeds)} searches, {len(candidates)} random/baseline candidates, {args.jobs} at a time; "
+          f"logs in {args.out}", file=sys.stderr)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        # searches first (each then retrained), the random genotypes and baselines fill the other slot
+        searched_futures = [pool.submit(lambda s=setting, seed=seed: search(s, seed, args)) for setting in settings for seed in seeds]
+        trained = [pool.submit(train_and_score, candidate, args) for candidate in candidates]
+        searched = [future.result() for future in searched_futures]
+        trained += [pool.submit(train_and_score, candidate, args) for candidate in searched]
+        for future in trained:
+            future.result()
+        everything = searched + candidates
+        if args.long_epochs:
+            chosen = [candidate for candidate in everything if candidate.kind != "baseline"][: args.long_candidates]
+            for future in [pool.submit(train_and_score, candidate, args, True) for candidate in chosen]:
+                future.result()
+    outcomes = [read_outcome(candidate, args) for candidate in everything]
+    print(markdown(args, outcomes, started))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(outcome) for outcome in outcomes], indent=2) + "\n")
+    if args.plot:
+        plot(outcomes, args.plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Random architectures from the search space, and SEARCH-Net widths that fit a FLOPs budget.
+
+Random sampling from the same space is the baseline every architecture search must beat (Li &
+Talwalkar, "Random Search and Reproducibility for Neural Architecture Search", UAI 2019; Yu et al.,
+"Evaluating the Search Phase of Neural Architecture Search", ICLR 2020). A random genotype follows
+the rule a derived one does: every intermediate node keeps ``top_k`` distinct incoming edges (all of
+them when it has fewer), chosen uniformly among its sources, each with an op drawn uniformly from
+the op set without ``none``. With ``top_k = 1`` a draw that leaves a cell input unread (a decoder
+cell cut off its skip or its upsampled path) is redrawn, so the draw is uniform over the connected
+genotypes, as ``udarts derive`` keeps them.
+
+Genotype ``index`` of seed ``seed`` comes from its own generator, ``numpy.random.default_rng((seed,
+index))``: the first N of ``--num 20`` are the ``--num N`` of the same seed.
+
+FLOPs of SEARCH-Net depend on the genotype and grow with the width; ``width_for_budget`` gives the
+largest width whose forward pass on one ``H x W`` image costs at most the budget (counted by
+``torch.utils.flop_counter`` on the meta device: no memory, no compute).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from udarts.complexity import count_flops
+from udarts.genotype import CellGenotype, Genotype
+from udarts.nets.cell import all_edges
+from udarts.nets.searchnet import SearchNet
+from udarts.nets.ushape import cell_slots
+from udarts.ops import NONE_OP, OpSettings
+
+MAX_REDRAWS = 10_000  # of one genotype, before a budget is declared out of reach
+MAX_WIDTH = 512
+
+
+def _reads_every_input(nodes: Sequence[Sequence[tuple[str, int]]], num_inputs: int) -> bool:
+    read = {source for genes in nodes for _, source in genes}
+    return all(source in read for source in range(num_inputs))
+
+
+def sample_cell(rng: np.random.Generator, name: str, num_inputs: int, op_names: Sequence[str], num_nodes: int, top_k: int) -> CellGenotype:
+    """One cell drawn uniformly (see the module docstring)."""
+    candidates = [op for op in op_names if op != NONE_OP]
+    if not candidates:
+        raise ValueError("the op set has no op besides 'none'")
+    while True:
+        nodes = []
+        for node in range(num_nodes):
+            sources = [source for target, source in all_edges(num_inputs, num_nodes) if target == node]
+            kept = sorted(rng.choice(sources, size=min(top_k, len(sources)), replace=False).tolist())
+            nodes.append(tuple((candidates[int(rng.integers(len(candidates)))], int(source)) for source in kept))
+        if _reads_every_input(nodes, num_inputs):
+            return CellGenotype(name, num_inputs, tuple(nodes))
+
+
+def sample_genotype(
+    seed: int,
+    index: int,
+    op_names: Sequence[str],
+    num_nodes: int = 4,
+    top_k: int = 2,
+    settings: OpSettings = OpSettings(),
+    meta: dict[str, Any] | None = None,
+) -> Genotype:
+    """Random genotype ``index`` of ``seed``: the eight cells C1..C8, each drawn uniformly."""
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    rng = np.random.default_rng((seed, index))
+    cells = tuple(sample_cell(rng, slot.name, slot.num_inputs, op_names, num_nodes, top_k) for slot in cell_slots(1))
+    search = {"method": "random", "seed": seed, "index": index, "top_k": top_k, **(meta or {})}
+    return Genotype(cells, tuple(op_names), num_nodes, settings.expand_ratio, settings.se_ratio, search=search)
+
+
+def searchnet_gflops(genotype: Genotype, width: int, image_size: Sequence[int], num_classes: int) -> float:
+    """Forward GFLOPs of SEARCH-Net on one image, counted on the meta device."""
+    with torch.device("meta"):
+        model = SearchNet(genotype, 3, num_classes, width)
+    return count_flops(model, (1, 3, int(image_size[0]), int(image_size[1])), device="meta") / 1e9
+
+
+def width_for_budget(genotype: Genotype, budget_gflops: float, image_size: Sequence[int], num_classes: int) -> tuple[int, float]:
+    """``(width, gflops)``: the largest SEARCH-Net width whose FLOPs fit ``budget_gflops``.
+
+    Raises ``ValueError`` when even width 1 does not fit."""
+    def cost(width: int) -> float:
+        return searchnet_gflops(genotype, width, image_size, num_classes)
+
+    if cost(1) > budget_gflops:
+        raise ValueError(f"no SEARCH-Net width fits {budget_gflops} GFLOPs at {image_size[0]}x{image_size[1]} "
+                         f"(width 1 costs {cost(1):.4f})")
+    low, high = 1, 2  # cost(low) fits; grow high until it does not
+    while high <= MAX_WIDTH and cost(high) <= budget_gflops:
+        low, high = high, high * 2
+    high = min(high, MAX_WIDTH + 1)
+    while high - low > 1:  # invariant: cost(low) fits, cost(high) does not (or high is past MAX_WIDTH)
+        middle = (low + high) // 2
+        if cost(middle) <= budget_gflops:
+            low = middle
+        else:
+            high = middle
+    return low, cost(low)
+
+
+def sample_genotypes(
+    num: int,
+    seed: int,
+    op_names: Sequence[str],
+    num_nodes: int = 4,
+    top_k: int = 2,
+    settings: OpSettings = OpSettings(),
+    *,
+    flops_budget: float | None = None,
+    width: int | None = None,
+    image_size: Sequence[int] = (96, 128),
+    num_classes: int = 11,
+) -> list[tuple[Genotype, float | None]]:
+    """``num`` random genotypes with their GFLOPs at ``width`` (``None`` without a width).
+
+    With ``flops_budget`` (GFLOPs per ``image_size`` image at ``width``), only genotypes whose
+    SEARCH-Net fits are kept: indices that do not fit are skipped, so the result is uniform over
+    the genotypes under the budget."""
+    if num < 1:
+        raise ValueError(f"--num must be >= 1, got {num}")
+    if flops_budget is not None and width is None:
+        raise ValueError("a FLOPs budget needs the width to count the FLOPs at (--width)")
+    meta: dict[str, Any] = {}
+    if flops_budget is not None:
+        meta = {"flops_budget_gflops": flops_budget, "width": width, "image_size": list(image_size)}
+    chosen: list[tuple[Genotype, float | None]] = []
+    index = 0
+    while len(chosen) < num:
+        if index >= MAX_REDRAWS * num:
+            raise ValueError(f"only {len(chosen)} of {index} random genotypes fit {flops_budget} GFLOPs at width {width}; "
+                             "raise the budget or lower the width")
+        genotype = sample_genotype(seed, index, op_names, num_nodes, top_k, settings, meta)
+        index += 1
+        gflops = searchnet_gflops(genotype, width, image_size, num_classes) if width is not None else None
+        if flops_budget is None or gflops <= flops_budget:
+            chosen.append((genotype, gflops))
+    return chosen

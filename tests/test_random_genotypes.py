@@ -1,0 +1,91 @@
+"""Random genotypes (the baseline a search must beat), FLOPs budgets, and the alpha step sizing."""
+
+import json
+
+import pytest
+import torch
+
+from udarts.cli import main
+from udarts.genotype import Genotype
+from udarts.nets.cell import all_edges
+from udarts.random_genotypes import sample_genotype, sample_genotypes, searchnet_gflops, width_for_budget
+from udarts.search.darts import alpha_lr_for_budget
+from udarts.search.regularizers import BetaDecay
+from udarts.search.supernet import search_op_names
+
+OPS = search_op_names()
+
+
+def test_random_genotypes_follow_the_derivation_rule_and_cover_the_space():
+    seen_ops, seen_sources = set(), set()
+    for index in range(40):
+        genotype = sample_genotype(0, index, OPS, num_nodes=4, top_k=2)
+        Genotype.from_dict(genotype.to_dict())  # valid: the validator accepts it
+        for cell in genotype.cells:
+            for node, genes in enumerate(cell.nodes):
+                sources = [source for _, source in genes]
+                assert len(genes) == min(2, cell.num_inputs + node) and len(set(sources)) == len(sources)
+                seen_sources.update((cell.num_inputs, node, source) for source in sources)
+                seen_ops.update(op for op, _ in genes)
+    assert seen_ops == set(OPS) - {"none"}  # every op but 'none', never 'none'
+    every_source = {(inputs, node, source) for inputs in (1, 2) for node, source in
+                    [(target, source) for target, source in all_edges(inputs, 4)]}
+    assert seen_sources == every_source
+
+
+def test_genotype_i_of_a_seed_does_not_depend_on_how_many_are_drawn():
+    first = [genotype for genotype, _ in sample_genotypes(3, 7, OPS)]
+    more = [genotype for genotype, _ in sample_genotypes(5, 7, OPS)]
+    assert first == more[:3] and more[3] != more[4]
+    assert [genotype for genotype, _ in sample_genotypes(3, 8, OPS)] != first
+
+
+def test_top_k_one_draws_keep_every_cell_input_read():
+    for index in range(30):
+        for cell in sample_genotype(1, index, OPS, top_k=1).cells:
+            assert {source for _, source in cell.edges()} >= set(range(cell.num_inputs))
+
+
+def test_flops_budget_is_never_exceeded_and_the_width_is_the_largest_that_fits():
+    drawn = sample_genotypes(4, 0, OPS, flops_budget=0.05, width=4, image_size=(32, 32), num_classes=3)
+    assert all(gflops <= 0.05 for _, gflops in drawn)
+    genotype = drawn[0][0]
+    width, gflops = width_for_budget(genotype, 0.2, (32, 32), 3)
+    assert gflops <= 0.2 < searchnet_gflops(genotype, width + 1, (32, 32), 3)
+    with pytest.raises(ValueError, match="no SEARCH-Net width fits"):
+        width_for_budget(genotype, 1e-9, (32, 32), 3)
+
+
+def test_sample_and_train_flops_budget_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "random"
+    assert main(["sample", "--num", "2", "--seed", "3", "--out", str(out), "--flops-budget", "0.03", "--width", "4",
+                 "--image-size", "32x32", "--set", "model.num_nodes=2"]) == 0
+    paths = sorted(out.glob("random-3-*.json"))
+    assert len(paths) == 2 and Genotype.load(paths[0]).search["method"] == "random"
+    capsys.readouterr()
+    assert main(["train", "--no-progress", "--image-size", "32x32", "--set", "data.num_samples=16", "--genotype", str(paths[0]),
+                 "--flops-budget", "0.1", "--dry-run"]) == 0
+    out_text = capsys.readouterr().out
+    assert "model.flops_budget 0.1 GFLOPs: SEARCH-Net width" in out_text
+    report = json.loads(out_text[out_text.index("{"): out_text.index("\n}\n") + 2])
+    assert report["gflops_per_image"] <= 0.1 and report["width"] >= 4
+    assert main(["sample", "--num", "1", "--out", str(out), "--flops-budget", "0.03"]) == 2  # needs --width
+    assert "--flops-budget needs --width" in capsys.readouterr().err
+    assert main(["train", "--no-progress", "--model", "unet", "--flops-budget", "1", "--dry-run"]) == 2
+    assert "model.flops_budget applies to SEARCH-Net only" in capsys.readouterr().err
+
+
+def test_alpha_learning_rate_is_sized_to_the_number_of_alpha_steps():
+    assert alpha_lr_for_budget(6.0, 20_000) == pytest.approx(3e-4)  # DARTS's CIFAR search
+    assert alpha_lr_for_budget(6.0, 24) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="no alpha step"):
+        alpha_lr_for_budget(6.0, 0)
+
+
+def test_beta_decay_is_the_mean_logsumexp_and_pulls_the_strongest_op_hardest():
+    alpha = torch.nn.Parameter(torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]]))
+    penalty = BetaDecay([alpha], weight=0.5)()
+    assert float(penalty.detach()) == pytest.approx(0.5 * float(torch.logsumexp(alpha.detach(), -1).mean()))
+    penalty.backward()
+    assert torch.allclose(alpha.grad, 0.5 * torch.softmax(alpha.detach(), -1) / 2)
+    assert int(alpha.grad[0].argmax()) == 0
