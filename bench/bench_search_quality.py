@@ -53,10 +53,9 @@ from udarts.genotype import Genotype  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEARCH_CONFIG = REPO_ROOT / "configs" / "camvid-search-cpu.yaml"
 TRAIN_CONFIG = REPO_ROOT / "configs" / "camvid-quality-cpu.yaml"
-NO_BUDGET = ["--set", "model.flops_budget=null"]  # the FLOPs budget sizes SEARCH-Net only
-BASELINE_FLAGS = {  # the protocol's baselines (../shared/PROTOCOL.md), each at its own FLOPs
-    "unet_resnet34": ["--model", "unet_resnet34", "--set", "train.model_scale=paper", *NO_BUDGET],
-    "unet": ["--model", "unet", *NO_BUDGET],  # the classic UNet at its CPU scale: 1.14 GFLOPs at 96x128
+BASELINE_FLAGS = {  # the protocol's baselines (../shared/PROTOCOL.md), each at its own FLOPs (the budget sizes SEARCH-Net only)
+    "unet_resnet34": ["--model", "unet_resnet34", "--set", "train.model_scale=paper"],
+    "unet": ["--model", "unet"],  # the classic UNet at its CPU scale: 1.14 GFLOPs at 96x128
 }
 
 
@@ -106,12 +105,17 @@ def train_and_score(candidate: Candidate, args: argparse.Namespace, long: bool =
                     args.out / f"{run_dir.name}.log")
 
 
-def search(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
+def searched_candidate(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
     search_dir = args.out / f"search-{setting.slug}-seed{seed}"
-    run_to_the_end("search", search_dir, ["--config", str(args.search_config), "--root", str(args.root),
-                                          "--seed", str(seed), *setting.set_flags()], args.out)
     genotype = search_dir / "genotype.json"
     return Candidate(f"search {setting.label} seed {seed}", "searched", str(genotype), ["--genotype", str(genotype)], str(search_dir))
+
+
+def search(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
+    candidate = searched_candidate(setting, seed, args)
+    run_to_the_end("search", Path(candidate.search_dir), ["--config", str(args.search_config), "--root", str(args.root),
+                                                          "--seed", str(seed), *setting.set_flags()], args.out)
+    return candidate
 
 
 def random_candidates(args: argparse.Namespace) -> list[Candidate]:
@@ -271,6 +275,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="commands run at a time (default 1)")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--plot", type=Path, help="also draw held-out mIoU against GFLOPs here (.png)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: report the candidates whose retraining and val scoring have finished")
     args = parser.parse_args()
     args.search_config, args.train_config = args.search_config.resolve(), args.train_config.resolve()
     unknown = [name for name in filter(None, args.baselines.split(",")) if name not in BASELINE_FLAGS]
@@ -286,6 +292,9 @@ def main() -> None:
     candidates = random_candidates(args) + baselines if args.random else baselines
     print(f"{len(settings) * len(seeds)} searches, {len(candidates)} random/baseline candidates, {args.jobs} at a time; "
           f"logs in {args.out}", file=sys.stderr)
+    if args.report_only:
+        report(args, finished(args, settings, seeds, candidates), started)
+        return
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         # searches first (each then retrained), the random genotypes and baselines fill the other slot
         searched_futures = [pool.submit(lambda s=setting, seed=seed: search(s, seed, args)) for setting in settings for seed in seeds]
@@ -299,11 +308,21 @@ def main() -> None:
             chosen = [candidate for candidate in everything if candidate.kind != "baseline"][: args.long_candidates]
             for future in [pool.submit(train_and_score, candidate, args, True) for candidate in chosen]:
                 future.result()
-    outcomes = [read_outcome(candidate, args) for candidate in everything]
+    report(args, everything, started)
+
+
+def finished(args: argparse.Namespace, settings: list[Setting], seeds: list[int], candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates (searched ones first) whose retraining was scored on val, without running anything."""
+    searched = [searched_candidate(setting, seed, args) for setting in settings for seed in seeds]
+    return [candidate for candidate in searched + candidates if (train_dir(args, candidate) / "eval-val.json").is_file()]
+
+
+def report(args: argparse.Namespace, candidates: list[Candidate], started: float) -> None:
+    outcomes = [read_outcome(candidate, args) for candidate in candidates]
     print(markdown(args, outcomes, started))
     if args.json:
         args.json.write_text(json.dumps([asdict(outcome) for outcome in outcomes], indent=2) + "\n")
-    if args.plot:
+    if args.plot and outcomes:
         plot(outcomes, args.plot)
 
 

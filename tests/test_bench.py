@@ -122,4 +122,8 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
     first = {path: path.stat().st_mtime for path in out.glob("train-*/best.pt")}
     quality.main()  # everything is reused
     assert {path: path.stat().st_mtime for path in out.glob("train-*/best.pt")} == first
+    table.unlink()
+    monkeypatch.setattr(sys, "argv", [*argv, "--report-only"])
+    quality.main()  # reports the finished candidates, runs nothing
+    assert [row["label"] for row in json.loads(table.read_text())] == [row["label"] for row in outcomes]
     assert quality.kendall_tau([1, 2, 3], [1, 2, 3]) == 1 and quality.kendall_tau([1, 2, 3], [3, 2, 1]) == -1

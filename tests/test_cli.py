@@ -112,3 +112,4 @@ def test_demo_settings_are_valid_config_keys():
 
     config = resolve(None, [(DEMO_SETTINGS, "demo")])
     assert config["model"]["width"] == 8
+

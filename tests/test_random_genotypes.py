@@ -71,8 +71,8 @@ def test_sample_and_train_flops_budget_from_the_command_line(tmp_path, capsys):
     assert report["gflops_per_image"] <= 0.1 and report["width"] >= 4
     assert main(["sample", "--num", "1", "--out", str(out), "--flops-budget", "0.03"]) == 2  # needs --width
     assert "--flops-budget needs --width" in capsys.readouterr().err
-    assert main(["train", "--no-progress", "--model", "unet", "--flops-budget", "1", "--dry-run"]) == 2
-    assert "model.flops_budget applies to SEARCH-Net only" in capsys.readouterr().err
+    assert main(["train", "--no-progress", "--image-size", "32x32", "--model", "unet", "--flops-budget", "1", "--dry-run"]) == 0
+    assert "model.flops_budget (1.0 GFLOPs) sizes SEARCH-Net only; unet keeps its own size" in capsys.readouterr().out
 
 
 def test_alpha_learning_rate_is_sized_to_the_number_of_alpha_steps():

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from udarts import __version__
-from udarts.config import ConfigError, parse_assignment, resolve, set_dotted
+from udarts.config import ConfigError, load_yaml, parse_assignment, resolve, set_dotted
 from udarts.data.base import DatasetError
 from udarts.genotype import Genotype, GenotypeError
 from udarts.ops import OpSettings
@@ -81,7 +81,10 @@ def load_config(args: argparse.Namespace, command: str, base: dict[str, Any] | N
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}") from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {name!r} was asked for but CUDA is not available on this machine")
     return device
@@ -160,24 +163,84 @@ def _dataset_info(dataset) -> dict[str, Any]:
 def _resume(args: argparse.Namespace, kind: str):
     """The run folder, config and last checkpoint of an interrupted ``kind`` ("search" or "train") run.
 
-    The run's own config is kept; only ``--epochs`` may change it (to extend a run). Log lines
-    written after the last checkpoint (a crash between the two) are dropped; under ``torchrun``
-    rank 0 alone drops them (this runs before the process group is joined: the device is in the
-    run's config) and the other processes only read.
+    The run's own config is kept. Flags, ``--config`` and ``--set`` given with ``--resume`` may
+    only change what is safe (``RESUME_SAFE_KEYS``: a longer ``--epochs``, whose cosine schedule is
+    stretched; the learning rates, to continue after a divergence; the device; progress bars);
+    the changes are recorded in config.yaml, and any other change is refused naming the key. A
+    folder without a checkpoint (stopped during its first epoch) starts again from scratch
+    (``state`` None). Log lines written after the last checkpoint, and lines torn by a crash, are
+    dropped and a half-done checkpoint commit is finished or undone (``Run.recover``); under
+    ``torchrun`` rank 0 alone does this (this runs before the process group is joined: the device
+    is in the run's config) and the other processes only read.
     """
+    import yaml
+
     from udarts.engine.distributed import launched_rank
-    from udarts.engine.runs import Run, load_checkpoint
+    from udarts.engine.runs import Run, atomic_write_text, load_checkpoint
 
     run = Run(args.resume, resume=True)
-    overrides = [(run.config(), str(run.path / "config.yaml"))]
-    if args.epochs is not None:
-        overrides.append(({kind: {"epochs": args.epochs}}, "--epochs"))
-    state = load_checkpoint(run.path / "last.pt")
-    if state.get("kind") != kind:
-        raise ConfigError(f"{run.path / 'last.pt'} is not a {kind} checkpoint (kind {state.get('kind')!r})")
+    if getattr(args, "out", None) and Path(args.out).resolve() != run.path.resolve():
+        raise ConfigError(f"--out {args.out}: a resumed run continues in its own folder ({run.path}); leave out --out")
+    config_file = run.path / "config.yaml"
+    recorded = resolve(None, [(run.config(), str(config_file))])
+    overrides = [(recorded, str(config_file))]
+    if getattr(args, "config", None):
+        overrides.append((load_yaml(args.config), str(args.config)))
+    overrides.append((_flag_overrides(args, kind), "command-line flags"))
+    for assignment in getattr(args, "set", None) or []:
+        overrides.append((parse_assignment(assignment), f"--set {assignment}"))
+    config = resolve(None, overrides)
+    changed = _changed_keys(recorded, config)
+    refused = [key for key in changed if key not in RESUME_SAFE_KEYS[kind]]
+    if refused:
+        details = "; ".join(f"{key} {_dotted(recorded, key)!r} -> {_dotted(config, key)!r}" for key in refused[:4])
+        raise ConfigError(
+            f"--resume {run.path}: would change the run's recorded settings ({details}); a resumed run keeps them "
+            f"(only {', '.join(RESUME_SAFE_KEYS[kind])} may change): start a new run for other settings"
+        )
+    state, done = None, 0
+    if (run.path / "last.pt").is_file():
+        state = load_checkpoint(run.path / "last.pt", kind=kind)
+        done = state["epoch"]
+    elif launched_rank() == 0:
+        print(f"note: {run.path} has no checkpoint yet (it stopped during its first epoch): starting it again from "
+              f"epoch 0 with its recorded config", file=sys.stderr)
+    if f"{kind}.epochs" in changed and config[kind]["epochs"] <= done:
+        raise ConfigError(f"{kind}.epochs: the run already has {done} epoch(s); give more to extend it, "
+                          f"got {config[kind]['epochs']}")
     if launched_rank() == 0:
-        run.truncate_logs(state["epoch"])
-    return run, resolve(None, overrides), state
+        run.truncate_logs(done)
+        run.recover(state or {})
+        if changed:
+            atomic_write_text(config_file, yaml.safe_dump(config, sort_keys=False))
+            print("resume: " + ", ".join(f"{key} {_dotted(recorded, key)!r} -> {_dotted(config, key)!r}" for key in changed)
+                  + f" (recorded in {config_file})")
+    return run, config, state
+
+
+# What ``--resume`` may change (see ``_resume``).
+RESUME_SAFE_KEYS = {
+    "train": ("train.epochs", "train.lr", "device", "progress"),
+    "search": ("search.epochs", "search.weight_lr", "search.alpha_lr", "device", "progress"),
+}
+
+
+def _changed_keys(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two resolved configs."""
+    changed = []
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and f"{prefix}{key}" != "train.model_options":
+            changed += _changed_keys(old, value, f"{prefix}{key}.")
+        elif value != old:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
+def _dotted(config: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        config = config[part]
+    return config
 
 
 # ---- torchrun --------------------------------------------------------------------------------
@@ -210,6 +273,17 @@ def _open_run(kind: str, args: argparse.Namespace, config: dict[str, Any], resum
         return run, run.path
     run_dir = Path(distributed.broadcast_object(str(run.path) if is_main else None))
     return (run if is_main else None), run_dir
+
+
+def _check_new_run(args: argparse.Namespace, config: dict[str, Any], run_path: Path | None) -> None:
+    """Before any data is read: the new run folder (``run_path``, ``--out`` or under ``out``) can
+    be made: not a file, not under a file, writable, and empty if it exists."""
+    from udarts.engine.runs import check_out_folder
+
+    path = run_path or (Path(args.out) if getattr(args, "out", None) else None)
+    check_out_folder(path if path is not None else Path(config["out"]), "--out" if path is not None else "out")
+    if path is not None and path.is_dir() and any(path.iterdir()):
+        raise FileExistsError(f"{path}: run folder exists and is not empty; use --resume {path} or another --out")
 
 
 def _rank_slices(loader, distributed):
@@ -303,6 +377,8 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
     config = config or load_config(args, "search")
     check_u_input_size(config)
     progress = config["progress"]
+    if resumed_run is None and not getattr(args, "dry_run", False):
+        _check_new_run(args, config, run_path)
 
     if getattr(args, "dry_run", False):
         num_classes = len(_split(config, "train", augment=False).class_names)
@@ -367,6 +443,11 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
         if strategy.grad_scaler is not None and "grad_scaler" in resume_state:
             strategy.grad_scaler.load_state_dict(resume_state["grad_scaler"])
         start_epoch, best = resume_state["epoch"], resume_state["best_miou"]
+        recorded = resume_state["config"]["search"]
+        for optimizer, key in ((weight_optimizer, "weight_lr"), (alpha_optimizer, "alpha_lr")):
+            if search_config[key] != recorded[key]:  # a lower rate to continue after a divergence
+                for group in optimizer.param_groups:
+                    group["lr"] = alpha_lr if key == "alpha_lr" else search_config[key]
     run, run_dir = _open_run("search", args, config, resumed_run, run_path, distributed)
     if distributed is not None:
         distributed.broadcast_module_(model)
@@ -388,6 +469,7 @@ def command_search(args: argparse.Namespace, config: dict[str, Any] | None = Non
         num_classes=num_classes, ignore_index=info["ignore_index"], seed=config["seed"], top_k=search_config["top_k"],
         search_meta=_search_meta(config, config["data"]["name"]),
         checkpoint_extra={"config": config, **info}, start_epoch=start_epoch, best_miou=best, progress=progress,
+        best_epoch=resume_state.get("best_epoch") if resume_state is not None else None,
         temperature=TemperatureSchedule(search_config["tau_max"], search_config["tau_min"], search_config["tau_schedule"]),
         pruning=pruning, flops_penalty=flops_penalty, distributed=distributed,
         channels_last=search_config["channels_last"], max_identity=search_config["max_identity"],
@@ -406,9 +488,9 @@ def command_derive(args: argparse.Namespace) -> Path:
     from udarts.search.diagnostics import diagnose, genotype_warnings, print_warnings, softmax_weights
     from udarts.search.supernet import search_op_names
 
-    state = load_checkpoint(args.checkpoint)
-    if state.get("kind") != "search":
-        raise ConfigError(f"{args.checkpoint}: not a search checkpoint (kind {state.get('kind')!r})")
+    state = load_checkpoint(args.checkpoint, kind="search")
+    if args.top_k is not None and args.top_k < 1:
+        raise ConfigError(f"--top-k: expected an integer >= 1, got {args.top_k}")
     config = state["config"]
     op_names = search_op_names(config["model"]["ops"], config["model"]["include_none"])
     num_nodes = config["model"]["num_nodes"]
@@ -494,8 +576,6 @@ def _model_spec(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
         genotype = Genotype.load(genotype_path)
         return {"name": "searchnet", "genotype": genotype.to_dict(), "width": config["model"]["width"],
                 "in_channels": 3, "num_classes": num_classes}
-    if config["model"]["flops_budget"] is not None:
-        raise ConfigError(f"model.flops_budget applies to SEARCH-Net only, not to train.model = {name!r}")
     return {"name": name, "scale": config["train"]["model_scale"], "options": dict(config["train"]["model_options"]),
             "in_channels": 3, "num_classes": num_classes}
 
@@ -506,10 +586,13 @@ def fit_width_to_budget(config: dict[str, Any], num_classes: int) -> None:
     from udarts.random_genotypes import width_for_budget
 
     budget = config["model"]["flops_budget"]
-    if budget is None or config["train"]["model"] != "searchnet":
+    if budget is None:
         return
     if budget <= 0:
         raise ConfigError(f"model.flops_budget: expected GFLOPs > 0, got {budget}")
+    if config["train"]["model"] != "searchnet":
+        print(f"note: model.flops_budget ({budget} GFLOPs) sizes SEARCH-Net only; {config['train']['model']} keeps its own size")
+        return
     genotype_path = config["train"]["genotype"]
     if not genotype_path:
         raise ConfigError("train.genotype: SEARCH-Net needs a genotype; pass --genotype PATH/genotype.json")
@@ -534,7 +617,7 @@ def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None
     """Train a fixed network; under ``torchrun`` every process runs this (DistributedDataParallel,
     ``data.batch_size`` the global batch), and rank 0 alone writes the run folder."""
     from udarts.engine import distributed as multiprocess
-    from udarts.engine.trainer import build_optimizer, build_scheduler, fit
+    from udarts.engine.trainer import build_optimizer, build_scheduler, fit, reschedule
     from udarts.losses import build_loss
     from udarts.models import build_model
 
@@ -544,6 +627,8 @@ def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None
     config = config or load_config(args, "train")
     if config["train"]["model"] == "searchnet":
         check_u_input_size(config)
+    if resumed_run is None and not getattr(args, "dry_run", False):
+        _check_new_run(args, config, run_path)
     distributed, device = _join_processes(config)
     is_main = distributed is None or distributed.is_main
     seed_everything(config["seed"])
@@ -584,6 +669,11 @@ def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         start_epoch, best = resume_state["epoch"], resume_state["best_miou"]
+        recorded = resume_state["config"]["train"]
+        if (train_config["epochs"], train_config["lr"]) != (recorded["epochs"], recorded["lr"]):
+            # a longer run stretches the schedule's period; a lower lr continues after a divergence
+            reschedule(optimizer, scheduler, train_config["scheduler"], train_config["epochs"], train_config["lr"],
+                       train_config["min_lr"])
     run, run_dir = _open_run("train", args, config, resumed_run, run_path, distributed)
     if is_main:
         parameters = sum(p.numel() for p in model.parameters())
@@ -594,6 +684,7 @@ def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None
                  optimizer=optimizer, scheduler=scheduler, epochs=train_config["epochs"], run=run, device=device,
                  num_classes=num_classes, ignore_index=info["ignore_index"], seed=config["seed"],
                  checkpoint_extra=checkpoint_extra, start_epoch=start_epoch, best_miou=best, progress=config["progress"],
+                 best_epoch=resume_state.get("best_epoch") if resume_state is not None else None,
                  distributed=distributed)
     if is_main:
         run.close()
@@ -609,14 +700,36 @@ def command_train(args: argparse.Namespace, config: dict[str, Any] | None = None
 
 def _checkpoint_model(path: str, device: torch.device):
     from udarts.engine.runs import load_checkpoint
+    from udarts.export import exported_model_and_state, is_exported
     from udarts.models import build_model
 
-    state = load_checkpoint(path, map_location="cpu")
-    if state.get("kind") != "train" or "model_spec" not in state:
-        raise ConfigError(f"{path}: not a training checkpoint of udarts (a search checkpoint needs 'udarts derive' then 'udarts train')")
-    model = build_model(state["model_spec"])
-    model.load_state_dict(state["model"])
+    if is_exported(path):  # an exported .onnx (onnxruntime) / .pt2 / TorchScript file with its sidecar
+        return exported_model_and_state(path, device)
+    state = load_checkpoint(path, map_location="cpu", kind="train")
+    try:
+        model = build_model(state["model_spec"])
+        model.load_state_dict(state["model"])
+    except GenotypeError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise ConfigError(f"{path}: its network cannot be rebuilt from the checkpoint ({type(error).__name__}: {first})") from error
     return model.to(device).eval(), state
+
+
+def _check_input_size_fits(model, state: dict[str, Any], config: dict[str, Any], device: torch.device) -> None:
+    """Refuse, before evaluating, a ``data.image_size`` the network cannot take (one forward pass
+    of a blank image at that size)."""
+    if (state.get("model_spec") or {}).get("name") == "searchnet":
+        check_u_input_size(config)
+    height, width = config["data"]["image_size"]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, height, width, device=device))
+    except RuntimeError as error:
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise ConfigError(f"data.image_size: the network of this checkpoint cannot take {height}x{width} images ({first}); "
+                          f"it was trained at {state.get('image_size')}") from error
 
 
 def format_eval_table(metrics: dict[str, Any], class_names: list[str]) -> str:
@@ -636,10 +749,17 @@ def command_eval(args: argparse.Namespace, checkpoint: str | None = None) -> dic
     device_name = args.device or "auto"
     device = resolve_device(device_name)
     model, state = _checkpoint_model(checkpoint, device)
-    config = state["config"]
+    # the checkpoint's config <- --config FILE <- flags <- --set (data.*, train.loss and progress matter here)
+    layers = [(state["config"], f"{checkpoint} (config)")]
+    if getattr(args, "config", None):
+        layers.append((load_yaml(args.config), str(args.config)))
     overrides = _flag_overrides(args, "eval")
     overrides.pop("device", None)
-    config = resolve(None, [(config, f"{checkpoint} (config)"), (overrides, "command-line flags")])
+    layers.append((overrides, "command-line flags"))
+    for assignment in getattr(args, "set", None) or []:
+        layers.append((parse_assignment(assignment), f"--set {assignment}"))
+    config = resolve(None, layers)
+    _check_input_size_fits(model, state, config, device)
     dataset = _split(config, args.split, augment=False)
     if list(dataset.class_names) != list(state["class_names"]):
         raise DatasetError(
@@ -687,13 +807,32 @@ def command_predict(args: argparse.Namespace) -> list[Path]:
     return written
 
 
+def command_export(args: argparse.Namespace) -> Path:
+    from udarts.export import describe_export, export_checkpoint, quantize_onnx
+
+    if args.quantize and args.format != "onnx":
+        raise ConfigError("--quantize needs --format onnx (onnxruntime quantises ONNX models)")
+    if args.calib and args.quantize != "static":
+        raise ConfigError("--calib DIR is for --quantize static")
+    out = Path(args.out).expanduser()
+    sidecar = export_checkpoint(args.checkpoint, args.format, out, opset=args.opset)
+    for line in describe_export(out, sidecar):
+        print(line)
+    if args.quantize:
+        quantized = out.with_name(f"{out.stem}-int8-{args.quantize}{out.suffix}")
+        for line in describe_export(quantized, quantize_onnx(out, quantized, args.quantize, calib=args.calib)):
+            print(line)
+        return quantized
+    return out
+
+
 # ---- demo ----------------------------------------------------------------------------------
 
 # Small enough for 2 CPU cores in a few minutes, on the built-in synthetic data.
 DEMO_SETTINGS: dict[str, Any] = {
     "data": {"name": "synthetic", "image_size": [32, 32], "num_samples": 192, "batch_size": 16},
     "model": {"width": 8},
-    "search": {"epochs": 6, "warmup_epochs": 2},
+    "search": {"epochs": 6, "warmup_epochs": 2, "alpha_travel": 6.0},  # 24 alpha steps: alpha_lr 0.25
     "train": {"epochs": 24, "optimizer": "adam", "lr": 3.0e-3, "weight_decay": 0.0, "loss": "dice_ce"},
 }
 
@@ -860,27 +999,31 @@ def command_report(args: argparse.Namespace) -> dict[str, Path]:
 # ---- argument parsing ----------------------------------------------------------------------
 
 
-def _common(parser: argparse.ArgumentParser, training: bool = True) -> None:
+def _common(parser: argparse.ArgumentParser, training: bool = True, resumable: bool = True) -> None:
     parser.add_argument("--config", help="YAML config file (defaults <- file <- flags <- --set)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. search.order=second")
     parser.add_argument("--data", help="dataset: synthetic | pets | camvid | folder")
     parser.add_argument("--root", help="dataset root folder")
     parser.add_argument("--image-size", help="HEIGHTxWIDTH, e.g. 96x128 (sides divisible by 8)")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--num-workers", type=int)
+    parser.add_argument("--batch-size", type=int, help="images per batch (data.batch_size; the global batch under torchrun)")
+    parser.add_argument("--num-workers", type=int, help="data loading worker processes (data.num_workers; 0 = in the main process)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     if training:
-        parser.add_argument("--seed", type=int)
+        parser.add_argument("--seed", type=int, help="random seed of the weights, the data order and the augmentation (seed)")
         parser.add_argument("--width", type=int, help="base width w (cells have w, 2w, 4w, 8w channels)")
-        parser.add_argument("--epochs", type=int)
+        parser.add_argument("--epochs", type=int, help="epochs to run (search.epochs for search, train.epochs otherwise)"
+                            + ("; with --resume, a larger number extends a run" if resumable else ""))
         parser.add_argument("--out", help="run folder to create (default: <out>/<command>-<time>)")
-        parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in its folder")
+        if resumable:
+            parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in its folder "
+                                "(its recorded settings; only --epochs, the learning rates, --device and --no-progress may change)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udarts", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"udarts {__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
 
     search = commands.add_parser("search", help="search an architecture (trains the supernet, writes genotype.json)")
@@ -915,20 +1058,32 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--num-classes", type=int, default=11, help="classes of the head the FLOPs are counted with (default 11, CamVid)")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained checkpoint: per-class IoU, mIoU, pixel accuracy")
-    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("checkpoint", help="a training checkpoint (.pt, e.g. RUN_DIR/best.pt); its config is the base, "
+                          "then --config, the flags and --set on top")
     _common(evaluate, training=False)
     evaluate.add_argument("--split", default="val", help="split to evaluate (default val)")
     evaluate.add_argument("--json", help="also write the metrics to this JSON file")
 
     predict = commands.add_parser("predict", help="write colour masks and overlays for an image or a folder")
-    predict.add_argument("checkpoint")
+    predict.add_argument("checkpoint", help="a training checkpoint (.pt, e.g. RUN_DIR/best.pt)")
     predict.add_argument("input", help="an image file or a folder of images")
     predict.add_argument("--out", required=True, help="output folder")
-    predict.add_argument("--device")
-    predict.add_argument("--no-progress", action="store_true")
+    predict.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    export = commands.add_parser("export", help="write a trained checkpoint as ONNX, a torch.export program or TorchScript, "
+                                                "with a JSON sidecar (FILE.json)")
+    export.add_argument("checkpoint", help="a 'udarts train' checkpoint (best.pt)")
+    export.add_argument("--format", default="onnx", choices=["onnx", "exported-program", "torchscript"],
+                        help="onnx (default), exported-program (torch.export, .pt2) or torchscript")
+    export.add_argument("--out", required=True, help="model file to write; the sidecar goes to FILE.json")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    export.add_argument("--quantize", choices=["dynamic", "static"],
+                        help="also write an int8 copy (onnxruntime quantisation) as FILE-int8-MODE.onnx")
+    export.add_argument("--calib", metavar="DIR", help="--quantize static: folder of calibration images")
 
     demo = commands.add_parser("demo", help="search -> derive -> retrain -> eval on synthetic data, CPU-sized")
-    _common(demo)
+    _common(demo, resumable=False)
 
     compare = commands.add_parser("compare", help="train and evaluate several models on one budget; write the table and plots")
     _common(compare, training=False)
@@ -939,7 +1094,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--model-option", action="append", metavar="LABEL:KEY=VALUE",
                          help="a baseline's network option, e.g. unet:width=8 (repeatable)")
     compare.add_argument("--width", type=int, help="SEARCH-Net base width w")
-    compare.add_argument("--epochs", type=int)
+    compare.add_argument("--epochs", type=int, help="training epochs of every compared model (train.epochs)")
     compare.add_argument("--out", help="comparison folder (default: <out>/compare-<time>); the same --out again reuses finished runs")
     compare.add_argument("--num-images", type=int, default=4, help="validation images in predictions.png (0: none)")
     compare.add_argument("--latency-repeats", type=int, default=10, help="timed forward passes per model (median reported)")
@@ -948,7 +1103,40 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="train run, search run or comparison folder")
     report.add_argument("--device", help="comparison: device for predictions and costs not measured yet")
     report.add_argument("--num-images", type=int, default=4, help="comparison: validation images in predictions.png (0: none)")
+    for action in commands._choices_actions:  # every subcommand: its help line as its description, and --debug
+        subparser = commands.choices[action.dest]
+        subparser.description = subparser.description or action.help
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
+
+
+DEBUG_HELP = "on an error, show the Python traceback instead of the one-line message"
+
+
+def error_line(error: BaseException) -> tuple[str, int]:
+    """``(one-line message, exit code)`` of an error: 2 for what a user can cause (a bad value,
+    file or checkpoint, a full disk, a divergence), 1 for anything else (a bug: --debug shows it)."""
+    import errno
+    import re
+
+    from udarts.engine.runs import CheckpointError, RunFolderError, disk_of
+
+    expected = (ConfigError, DatasetError, GenotypeError, CheckpointError, RunFolderError, FloatingPointError,
+                FileNotFoundError, FileExistsError)
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        where = error.filename or "a file"
+        message = (f"disk full: no space left on the disk mounted at {disk_of(where if error.filename else '.')} "
+                   f"while writing {where}; free some space, then continue with --resume RUN_DIR (the last complete "
+                   f"epoch is kept)")
+        code = 2
+    elif isinstance(error, OSError) and error.filename is not None and error.strerror:
+        message, code = f"{error.filename}: {error.strerror}", 2
+    elif isinstance(error, expected):
+        message, code = str(error), 2
+    else:
+        first = (str(error).strip().splitlines() or [""])[0]
+        message, code = f"unexpected {type(error).__name__}: {first} (a bug? --debug shows the traceback)", 1
+    return re.sub(r"\s*\n\s*", " ", message.strip()), code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -960,15 +1148,19 @@ def main(argv: list[str] | None = None) -> int:
         "train": command_train,
         "eval": command_eval,
         "predict": command_predict,
+        "export": command_export,
         "demo": command_demo,
         "compare": command_compare,
         "report": command_report,
     }
     try:
         handlers[args.command](args)
-    except (ConfigError, DatasetError, GenotypeError, FileNotFoundError, FileExistsError) as error:
-        print(f"udarts {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:  # one line (exit 2) for what a user can cause; --debug shows the traceback
+        if getattr(args, "debug", False):
+            raise
+        message, code = error_line(error)
+        print(f"udarts {args.command}: error: {message}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("\ninterrupted; continue with --resume RUN_DIR (checkpoints are written every epoch)", file=sys.stderr)
         return 130

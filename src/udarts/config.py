@@ -8,6 +8,8 @@ file it came from. ``udarts.cli`` is the only place where a config becomes keywo
 from __future__ import annotations
 
 import copy
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,23 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+# Plain value tables (kept here rather than imported from the registries so that this module
+# stays light; tests/test_reliability.py checks that they match the registries).
+DATASETS = ("synthetic", "pets", "camvid", "folder")
+PETS_TARGETS = ("binary", "trimap")
+BAD_SAMPLE_POLICIES = ("error", "skip")
+LOSSES = ("dice", "ce", "dice_ce")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("cosine", "none")
+SEARCH_ORDERS = ("first", "second")
+MODELS = ("searchnet", "unet", "unet_resnet34", "unetpp", "fpn", "deeplabv3", "setr")
+MODEL_SCALES = ("cpu", "paper")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:[0-9]+)?)$")
+# Numeric keys whose default is null (a number, when given).
+_NULLABLE_NUMBERS = {"search.unrolled_lr", "search.alpha_travel", "model.flops_budget", "search.grad_clip"}
+# Common float spellings that YAML 1.1 (PyYAML) reads as strings: 1e-3, 5E+4, .5e-3 (no dot or no sign).
+_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
 # Keys whose value may be null or of another type than the default's.
 _NULLABLE = {"data.root", "data.holdout", "search.unrolled_lr", "search.alpha_travel", "model.flops_budget", "train.genotype", "search.grad_clip", "search.prune_start_epoch", "search.max_identity"}
 # Mappings whose keys are free (passed on as keyword options), not checked against defaults.
@@ -127,6 +146,10 @@ def _check(value: Any, default: Any, key: str, origin: str) -> Any:
         if key in _NULLABLE:
             return None
         raise ConfigError(f"{origin}: {key}: must not be null")
+    if isinstance(value, str) and not isinstance(default, (bool, str)) and (
+        isinstance(default, (int, float)) or key in _NULLABLE_NUMBERS
+    ):
+        value = _number_from_text(value, key, origin)
     if default is None:
         return value
     if isinstance(default, bool):
@@ -147,6 +170,14 @@ def _check(value: Any, default: Any, key: str, origin: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{origin}: {key}: expected a list, got {value!r}")
     return value
+
+
+def _number_from_text(text: str, key: str, origin: str) -> int | float:
+    """``"1e-3"`` -> ``0.001``: YAML 1.1 reads exponent floats without a dot as strings."""
+    if not _FLOAT_TEXT.match(text.strip()):
+        raise ConfigError(f"{origin}: {key}: expected a number, got {text!r}")
+    number = float(text)
+    return int(number) if number.is_integer() and re.match(r"^[-+]?\d+$", text.strip()) else number
 
 
 def merge(base: dict[str, Any], override: dict[str, Any], origin: str, prefix: str = "") -> dict[str, Any]:
@@ -194,7 +225,14 @@ def parse_assignment(text: str) -> dict[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, for example search.epochs=5")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else None
+    if not key.strip() or any(not part for part in key.strip().split(".")):
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a dotted key, for example search.epochs=5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise ConfigError(f"--set {text!r}: the value {raw!r} is not valid YAML ({problem}); quote strings, "
+                          f"write lists as [a,b]") from error
     return set_dotted({}, key, value)
 
 
@@ -212,7 +250,106 @@ def resolve(config_path: str | None = None, overrides: list[tuple[dict[str, Any]
     if holdout is not None and not (isinstance(holdout, str) and holdout):
         raise ConfigError(f"data.holdout: expected the name of a sequence (a string such as '0006R0') or null, got {holdout!r}")
     check_search_settings(config["search"])
+    check_values(config)
     return config
+
+
+def _fail(key: str, message: str) -> ConfigError:
+    return ConfigError(f"{key}: {message}")
+
+
+def _one_of(config: dict[str, Any], key: str, choices: tuple[str, ...]) -> None:
+    section, name = key.split(".")
+    value = config[section][name]
+    if value not in choices:
+        raise _fail(key, f"expected one of {list(choices)}, got {value!r}")
+
+
+def _number(config: dict[str, Any], key: str, minimum: float, *, strict: bool = False, nullable: bool = False) -> None:
+    """``key`` is a finite number >= ``minimum`` (> with ``strict``), or null with ``nullable``."""
+    section, name = key.split(".") if "." in key else (None, key)
+    value = config[section][name] if section else config[name]
+    if value is None and nullable:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(key, f"expected a number{' or null' if nullable else ''}, got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        raise _fail(key, f"must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
+
+
+def check_values(config: dict[str, Any]) -> None:
+    """Values (not only types) of every key, in one place, before anything is built or written;
+    each error names the key and what was expected."""
+    data, model, search, train = config["data"], config["model"], config["search"], config["train"]
+    if not DEVICE_PATTERN.match(str(config["device"])):
+        raise _fail("device", f"expected auto, cpu, cuda or cuda:N, got {config['device']!r}")
+    _one_of(config, "data.name", DATASETS)
+    _one_of(config, "data.target", PETS_TARGETS)
+    if data["name"] != "pets" and data["target"] != "binary":
+        raise _fail("data.target", f"{data['target']!r} applies to the pets dataset only (data.name is {data['name']!r}); "
+                                   "leave it at 'binary'")
+    _one_of(config, "data.on_bad_sample", BAD_SAMPLE_POLICIES)
+    _number(config, "data.batch_size", 1)
+    _number(config, "data.num_workers", 0)
+    _number(config, "data.num_samples", 1)
+    _number(config, "model.width", 1)
+    _number(config, "model.num_nodes", 1)
+    _number(config, "model.expand_ratio", 1)
+    _number(config, "model.se_ratio", 0, strict=True)
+    if model["se_ratio"] > 1:
+        raise _fail("model.se_ratio", f"must be in (0, 1], got {model['se_ratio']!r}")
+    _number(config, "model.flops_budget", 0, strict=True, nullable=True)
+    from udarts.ops import OPS
+
+    ops = model["ops"]
+    if not ops or not all(isinstance(name, str) for name in ops):
+        raise _fail("model.ops", f"expected a non-empty list of op names, got {ops!r}")
+    unknown = [name for name in ops if name not in OPS]
+    if unknown:
+        raise _fail("model.ops", f"unknown op(s) {unknown}; known ops are {sorted(OPS)}")
+    if len(set(ops)) != len(ops):
+        raise _fail("model.ops", f"an op is listed twice: {ops}")
+    if not [name for name in ops if name != "none"]:
+        raise _fail("model.ops", f"needs at least one op besides 'none', got {ops}")
+
+    for key in ("epochs",):
+        _number(config, f"search.{key}", 1)
+        _number(config, f"train.{key}", 1)
+    _number(config, "search.warmup_epochs", 0)
+    if search["warmup_epochs"] >= search["epochs"]:
+        raise _fail("search.warmup_epochs", f"must be below search.epochs = {search['epochs']} (the alphas only move after "
+                                            f"the warm-up), got {search['warmup_epochs']}")
+    _one_of(config, "search.loss", LOSSES)
+    _one_of(config, "search.weight_optimizer", OPTIMIZERS)
+    _one_of(config, "search.order", SEARCH_ORDERS)
+    _number(config, "search.weight_lr", 0, strict=True)
+    _number(config, "search.alpha_lr", 0, strict=True)
+    _number(config, "search.weight_decay", 0)
+    _number(config, "search.alpha_weight_decay", 0)
+    _number(config, "search.unrolled_lr", 0, strict=True, nullable=True)
+    _number(config, "search.grad_clip", 0, strict=True, nullable=True)
+    _number(config, "search.top_k", 1)
+    betas = search["alpha_betas"]
+    if not (len(betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+        raise _fail("search.alpha_betas", f"expected two numbers in [0, 1), got {betas!r}")
+
+    _one_of(config, "train.model", MODELS)
+    _one_of(config, "train.model_scale", MODEL_SCALES)
+    _one_of(config, "train.loss", LOSSES)
+    _one_of(config, "train.optimizer", OPTIMIZERS)
+    _one_of(config, "train.scheduler", SCHEDULERS)
+    _number(config, "train.lr", 0, strict=True)
+    _number(config, "train.momentum", 0)
+    _number(config, "train.weight_decay", 0)
+    _number(config, "train.min_lr", 0)
+    if train["min_lr"] > train["lr"]:
+        raise _fail("train.min_lr", f"must not exceed train.lr = {train['lr']}, got {train['min_lr']}")
+    if not (isinstance(train["select_split"], str) and train["select_split"]):
+        raise _fail("train.select_split", f"expected a split name such as 'val', got {train['select_split']!r}")
+    if train["select_split"] == "holdout" and data["holdout"] is None:
+        raise _fail("train.select_split", "'holdout' needs data.holdout (a CamVid training sequence left out of train)")
+    if train["genotype"] is not None and not isinstance(train["genotype"], str):
+        raise _fail("train.genotype", f"expected a path to genotype.json, got {train['genotype']!r}")
 
 
 def check_search_settings(search: dict[str, Any]) -> None:

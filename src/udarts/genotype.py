@@ -355,6 +355,10 @@ def _parse(data: Any, origin: str) -> Genotype:
         raise fail("op_settings", f"expected an object with 'expand_ratio' and 'se_ratio', got {op_settings!r}")
     expand_ratio = op_settings.get("expand_ratio", 4)
     se_ratio = op_settings.get("se_ratio", 0.25)
+    if isinstance(expand_ratio, bool) or not isinstance(expand_ratio, int):
+        raise fail("op_settings.expand_ratio", f"expected an integer >= 1, got {expand_ratio!r}")
+    if isinstance(se_ratio, bool) or not isinstance(se_ratio, (int, float)):
+        raise fail("op_settings.se_ratio", f"expected a number in (0, 1], got {se_ratio!r}")
     try:
         OpSettings(expand_ratio=expand_ratio, se_ratio=se_ratio)
     except (ValueError, TypeError) as error:

@@ -68,7 +68,8 @@ def test_resumed_search_in_each_mode_matches_an_uninterrupted_one(tmp_path, cras
 )
 def test_bad_search_mode_settings_name_the_key(tmp_path, capsys, setting, message):
     extra = ["--set", "search.warmup_epochs=1", "--set", "search.mode=pc_darts"] if "partial" in setting or "prune" in setting else []
-    assert main(["search", *TINY, "--epochs", "1", *extra, "--set", setting, "--out", str(tmp_path / "run")]) == 2
+    # 2 epochs: search.warmup_epochs must stay below search.epochs
+    assert main(["search", *TINY, "--epochs", "2", *extra, "--set", setting, "--out", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
 
 

@@ -8,15 +8,22 @@
       genotype.json     (search runs) the current derived architecture
 
 Everything is written by replacing whole files or appending whole lines, so a crash leaves the
-previous version of every file intact.
+previous version of every file intact. An epoch is committed by ``last.pt``: a new best is first
+written to ``best.pt.next``, then ``last.pt`` (recording ``best_epoch``), then renamed to
+``best.pt``; ``Run.recover`` (on ``--resume``) finishes or drops a half-done commit, so after a
+kill at any instant ``best.pt`` is the checkpoint of the best epoch ``last.pt`` records. Log lines
+after ``last.pt``'s epoch, and a last line torn by a crash or a full disk, are dropped on resume.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +31,122 @@ import torch
 import yaml
 
 
+BEST_PENDING = "best.pt.next"  # a new best.pt, written before last.pt commits its epoch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is truncated, empty, foreign or of the wrong kind."""
+
+
+class RunFolderError(ValueError):
+    """A run folder (``--out``) that cannot be made or written."""
+
+
+def disk_of(path: str | os.PathLike) -> str:
+    """The mount point of the file system holding ``path`` (for "disk full" messages)."""
+    current = Path(os.path.abspath(path))
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    while not os.path.ismount(current) and current != current.parent:
+        current = current.parent
+    return str(current)
+
+
+@contextmanager
+def writing(path: str | os.PathLike):
+    """Re-raise an ``OSError`` of the block (a full disk, a permission) with ``path`` as its file:
+    a failed ``write`` or ``fsync`` on an open file names none."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None and error.errno is not None:
+            raise OSError(error.errno, error.strerror or os.strerror(error.errno), str(path)) from error
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with writing(path):
+        try:
+            tmp.write_text(text)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, path)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temp file, then rename over ``path`` (atomic on POSIX)."""
+    """``torch.save`` to a temp file, then rename over ``path`` (atomic on POSIX). A failed write
+    (a full disk included) removes the temp file and raises ``OSError`` naming ``path``."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with writing(path):
+        try:
+            torch.save(state, tmp)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+        except RuntimeError as error:  # torch's C++ writer reports a short write as RuntimeError ("unexpected pos")
+            import shutil
+
+            full = shutil.disk_usage(path.parent).free < 64 << 20  # measured while the partial file still takes space
+            tmp.unlink(missing_ok=True)
+            if full:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
+            if "inline_container" in str(error) or "write" in str(error).lower():
+                raise OSError(errno.EIO, f"writing the checkpoint failed ({_first_line(error)})", str(path)) from error
+            raise
+        os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".strip().rstrip(":")
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", kind: str | None = None
+) -> dict[str, Any]:
+    """The checkpoint at ``path`` (a run folder means its ``last.pt``); ``CheckpointError`` naming the
+    file when it is truncated, empty, not a udarts checkpoint, or not of ``kind`` ("train"/"search")."""
     path = Path(path)
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a udarts checkpoint")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as error:  # torch raises several types for a truncated or foreign file
-        raise ValueError(f"{path}: not a readable udarts checkpoint ({error})") from error
+        raise CheckpointError(f"{path}: not a readable udarts checkpoint ({_first_line(error)})") from error
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a udarts checkpoint (it holds a {type(state).__name__}, not a checkpoint's mapping)")
+    if kind is not None:
+        if state.get("kind") in ("train", "search") and state["kind"] != kind:
+            hint = " (a search checkpoint needs 'udarts derive' then 'udarts train')" if state["kind"] == "search" else ""
+            raise CheckpointError(f"{path}: a {state['kind']} checkpoint, expected a {kind} checkpoint{hint}")
+        needed = {"kind", "epoch", "model", "config"} | ({"model_spec", "class_names"} if kind == "train" else set())
+        missing = sorted(needed - set(state))
+        if missing:
+            raise CheckpointError(f"{path}: not a udarts {kind} checkpoint (no {', '.join(missing)})")
+    return state
+
+
+def check_out_folder(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Refuse, before any work, a run folder that cannot be created or written: a path through a
+    file, an existing file, or a folder without write permission."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"{flag} {path}: is a file, expected a folder to create")
+    current = path
+    while not current.exists():
+        if current == current.parent:
+            break
+        current = current.parent
+    if not current.is_dir():
+        raise RunFolderError(f"{flag} {path}: {current} is a file, so no folder can be made under it")
+    if not os.access(current, os.W_OK | os.X_OK):
+        raise RunFolderError(f"{flag} {path}: {current} is not writable (permission denied)")
 
 
 def new_run_dir(root: str | os.PathLike, kind: str) -> Path:
@@ -74,6 +174,34 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def append_line(path: Path, line: str) -> None:
+    """Append one line, flushed and synced; an ``OSError`` (a full disk) names ``path``."""
+    with writing(path), open(path, "a") as handle:
+        handle.write(line + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_records(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """``(records, torn)``: the JSON records of a JSON-lines file, and ``(line number, text)`` of the
+    lines that are not JSON records (cut short by a crash or a full disk)."""
+    if not path.is_file():
+        return [], []
+    records, torn = [], []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            torn.append((number, line))
+    return records, torn
+
+
 class Run:
     """A run folder: config, metrics log, TensorBoard writer and checkpoint paths."""
 
@@ -83,9 +211,11 @@ class Run:
             if not (self.path / "config.yaml").is_file():
                 raise FileNotFoundError(f"{self.path}: not a udarts run folder (no config.yaml)")
         else:
+            check_out_folder(self.path, "run folder")
             if self.path.exists() and any(self.path.iterdir()):
                 raise FileExistsError(f"{self.path}: run folder exists and is not empty; use --resume or another --out")
-            self.path.mkdir(parents=True, exist_ok=True)
+            with writing(self.path):
+                self.path.mkdir(parents=True, exist_ok=True)
         if config is not None:
             atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         self._writer = None
@@ -100,10 +230,7 @@ class Run:
     def log(self, record: dict[str, Any], step: int) -> None:
         """Append one JSON line (flushed and synced) and the record's scalars to TensorBoard."""
         record = _clean(record)
-        with open(self.metrics_path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_line(self.metrics_path, json.dumps(record))
         writer = self.tensorboard()
         for key, value in record.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
@@ -111,19 +238,65 @@ class Run:
         writer.flush()
 
     def read_metrics(self, name: str = "metrics.jsonl") -> list[dict[str, Any]]:
-        path = self.path / name
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        """The records of a log; lines that are not JSON records (torn by a crash) are left out."""
+        return _read_records(self.path / name)[0]
 
     def truncate_logs(
         self, last_epoch: int, names: tuple[str, ...] = ("metrics.jsonl", "alphas.jsonl", "pruning.jsonl")
-    ) -> None:
-        """Drop records after ``last_epoch``: logged before a crash but never checkpointed."""
+    ) -> list[str]:
+        """Drop records after ``last_epoch`` (logged before a crash but never checkpointed) and lines
+        torn by a crash or a full disk; returns (and prints on stderr) a note per torn line dropped."""
+        notes = []
         for name in names:
-            if (self.path / name).is_file():
-                kept = [record for record in self.read_metrics(name) if record.get("epoch", -1) <= last_epoch]
-                atomic_write_text(self.path / name, "".join(json.dumps(record) + "\n" for record in kept))
+            path = self.path / name
+            if path.is_file():
+                records, torn = _read_records(path)
+                notes += [f"note: {path}: dropped line {number}, cut short by an interrupted write ({text[:40]!r})"
+                          for number, text in torn]
+                kept = [record for record in records if record.get("epoch", -1) <= last_epoch]
+                atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+        for note in notes:
+            print(note, file=sys.stderr)
+        return notes
+
+    def save_epoch(self, state: dict[str, Any], is_best: bool) -> None:
+        """Commit an epoch: a new best goes to ``best.pt.next``, then ``last.pt`` (the commit point,
+        which records ``best_epoch``), then ``best.pt.next`` becomes ``best.pt``."""
+        if is_best:
+            self.save(state, BEST_PENDING)
+        self.save(state, "last.pt")
+        if is_best:
+            os.replace(self.path / BEST_PENDING, self.path / "best.pt")
+
+    def recover(self, last_state: dict[str, Any]) -> list[str]:
+        """On resume: finish or drop a commit that a kill cut short (see ``save_epoch``) and remove
+        temp files, so that ``best.pt`` is the best epoch ``last.pt`` records; returns notes."""
+        notes = []
+        for tmp in self.path.glob("*.tmp"):
+            tmp.unlink()
+            notes.append(f"note: removed {tmp.name}, a write cut short")
+        pending = self.path / BEST_PENDING
+        best_epoch = last_state.get("best_epoch")
+        if pending.is_file():
+            try:
+                pending_epoch = load_checkpoint(pending).get("epoch")
+            except CheckpointError:
+                pending_epoch = None
+            if pending_epoch is not None and pending_epoch == best_epoch:
+                os.replace(pending, self.path / "best.pt")
+                notes.append(f"note: best.pt of epoch {best_epoch} completed from {BEST_PENDING}")
+            else:
+                pending.unlink()
+                notes.append(f"note: dropped {BEST_PENDING} of an epoch last.pt never committed")
+        best_path = self.path / "best.pt"
+        if best_epoch is not None and best_path.is_file():
+            best = load_checkpoint(best_path)
+            if best.get("epoch") != best_epoch:
+                raise CheckpointError(f"{best_path}: holds epoch {best.get('epoch')}, but last.pt records the best as "
+                                      f"epoch {best_epoch}; the run folder was changed by hand")
+        for note in notes:
+            print(note, file=sys.stderr)
+        return notes
 
     def tensorboard(self):
         if self._writer is None:

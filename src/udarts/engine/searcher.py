@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from udarts.efficiency import to_device
-from udarts.engine.runs import Run
-from udarts.engine.trainer import epoch_seed, seed_epoch
+from udarts.engine.runs import Run, append_line, writing
+from udarts.engine.trainer import divergence_error, divergence_problem, epoch_seed, seed_epoch
 from udarts.genotype import Genotype, derive
 from udarts.metrics import ConfusionMatrix
 from udarts.search.darts import DartsStrategy
@@ -74,8 +74,7 @@ def log_alphas(run: Run, model: SuperNet, epoch: int, genotype: Genotype | None 
     diagnostics = genotype_diagnostics(model, genotype) if genotype is not None else []
     if diagnostics:
         record["diagnostics"] = {item.name: item.to_dict() for item in diagnostics}
-    with open(run.path / "alphas.jsonl", "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_line(run.path / "alphas.jsonl", json.dumps(record))
     writer = run.tensorboard()
     for slot, weights in zip(model.slots, model.alphas_softmax()):
         for op_index, op_name in enumerate(model.op_names):
@@ -85,11 +84,15 @@ def log_alphas(run: Run, model: SuperNet, epoch: int, genotype: Genotype | None 
             writer.add_scalar(f"diagnostics/{item.name}/{key}", getattr(item, key), epoch)
 
 
+def _lr_key(problem: str) -> str:
+    """The learning rate to lower for a divergence: the alphas' when they exploded, else the weights'."""
+    return "search.alpha_lr" if "alpha" in problem else "search.weight_lr"
+
+
 def log_pruning(run: Run, epoch: int, records: list[dict[str, Any]]) -> None:
     """Append one line per pruned edge to ``pruning.jsonl``."""
-    with open(run.path / "pruning.jsonl", "a") as handle:
-        for record in records:
-            handle.write(json.dumps({"epoch": epoch, **record}) + "\n")
+    for record in records:
+        append_line(run.path / "pruning.jsonl", json.dumps({"epoch": epoch, **record}))
 
 
 def search(
@@ -118,6 +121,7 @@ def search(
     distributed: Any = None,
     channels_last: bool = False,
     max_identity: int | None = None,
+    best_epoch: int | None = None,
 ) -> Genotype:
     """Run the search from ``start_epoch`` to ``epochs`` and return the final genotype; the
     process that writes the run (``run`` not ``None``) prints, on stderr, a warning for every
@@ -155,8 +159,12 @@ def search(
             else:
                 confusion.update(out["train_logits"], train_batch[1])
             bar.set_postfix(train_loss=f"{train_loss_sum / steps:.4f}")
-            if not math.isfinite(float(out["train_loss"])):
-                raise FloatingPointError("search loss became non-finite; lower search.weight_lr")
+            step_losses = {"training loss": float(out["train_loss"])}
+            if update_alphas:
+                step_losses["val-half loss"] = float(out["val_loss"])
+            problem = divergence_problem(None, step_losses)
+            if problem is not None:
+                raise divergence_error("the search", epoch + 1, problem + f" at step {steps}", _lr_key(problem), run)
 
         if distributed is not None:
             train_loss_sum, val_loss_sum = distributed.mean([train_loss_sum, val_loss_sum])
@@ -167,6 +175,9 @@ def search(
         if pruning is not None and pruning.is_due(epoch + 1):
             pruned = prune(model, pruning)
 
+        problem = divergence_problem(model, {})  # non-finite or exploded weights or alphas
+        if problem is not None:
+            raise divergence_error("the search", epoch + 1, problem, _lr_key(problem), run)
         genotype = current_genotype(model, top_k, {**search_meta, "epochs_done": epoch + 1}, max_identity)
         metrics = confusion.compute()
         record = {
@@ -189,9 +200,10 @@ def search(
                 record["expected_gflops"] = float(flops_penalty.expected_gflops())
         is_best = update_alphas and metrics["miou"] > best_miou
         if is_best:
-            best_miou = metrics["miou"]
+            best_miou, best_epoch = metrics["miou"], epoch + 1
         if run is not None:
-            genotype.save(run.path / "genotype.json")
+            with writing(run.path / "genotype.json"):  # a full disk names the file
+                genotype.save(run.path / "genotype.json")
             log_alphas(run, model, epoch + 1, genotype)
             if pruned:
                 log_pruning(run, epoch + 1, pruned)
@@ -203,6 +215,7 @@ def search(
                 "weight_optimizer": strategy.weight_optimizer.state_dict(),
                 "alpha_optimizer": strategy.alpha_optimizer.state_dict(),
                 "best_miou": best_miou,
+                "best_epoch": best_epoch,
                 "genotype": genotype.to_dict(),
                 **checkpoint_extra,
             }
@@ -210,9 +223,7 @@ def search(
                 state["grad_scaler"] = strategy.grad_scaler.state_dict()
             if tau is not None:
                 state["tau"] = tau
-            run.save(state, "last.pt")
-            if is_best:
-                run.save(state, "best.pt")
+            run.save_epoch(state, is_best)
         epoch_bar.set_postfix(train_loss=f"{record['train_loss']:.4f}")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)

@@ -23,6 +23,62 @@ from udarts.metrics import ConfusionMatrix, chance_miou
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "none")
+# A weight this large means the run has diverged (sane networks stay many orders of magnitude below).
+MAX_ABS_WEIGHT = 1.0e6
+
+
+class DivergenceError(FloatingPointError):
+    """A loss or a weight became non-finite or exploded; nothing of that epoch was saved."""
+
+
+def divergence_problem(model: nn.Module | None, losses: dict[str, float | None]) -> str | None:
+    """What shows that a run diverged (a non-finite loss, a non-finite or exploded weight of
+    ``model``), or None."""
+    for name, value in losses.items():
+        if value is not None and not math.isfinite(value):
+            return f"the {name} is {value}"
+    if model is None:
+        return None
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if not bool(torch.isfinite(parameter).all()):
+                return f"parameter {name} is not finite"
+            largest = float(parameter.abs().max()) if parameter.numel() else 0.0
+            if largest > MAX_ABS_WEIGHT:
+                return f"parameter {name} exploded (|value| up to {largest:.3g})"
+        for name, buffer in model.named_buffers():
+            if buffer.is_floating_point() and not bool(torch.isfinite(buffer).all()):
+                return f"buffer {name} is not finite"
+    return None
+
+
+def divergence_error(what: str, epoch: int, problem: str, lr_key: str, run: Run | None) -> DivergenceError:
+    """The one-line message of a divergence in ``epoch`` (1-based): what was kept and how to go on."""
+    folder = str(run.path) if run is not None else "RUN_DIR"
+    kept = f"last.pt keeps epoch {epoch - 1}" if epoch > 1 else "no checkpoint was written"
+    goes_on = f"from epoch {epoch - 1}" if epoch > 1 else "from the start"
+    return DivergenceError(
+        f"{what} diverged in epoch {epoch}: {problem}; nothing of epoch {epoch} was saved ({kept}). "
+        f"Lower {lr_key}: --resume {folder} --set {lr_key}=SMALLER continues {goes_on}"
+    )
+
+
+def cosine_lr(base_lr: float, min_lr: float, epoch: int, epochs: int) -> float:
+    """The closed form of ``CosineAnnealingLR`` at ``epoch`` of a period of ``epochs``."""
+    return min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * epoch / max(1, epochs))) / 2
+
+
+def reschedule(optimizer: torch.optim.Optimizer, scheduler, name: str, epochs: int, lr: float, min_lr: float) -> None:
+    """On a resume that changes ``train.epochs`` or ``train.lr``: the schedule restarts its period
+    from the new settings at the epoch reached (a longer cosine schedule is stretched, not left at
+    its minimum)."""
+    if name == "cosine":
+        scheduler.T_max = max(1, epochs)
+    scheduler.base_lrs = [lr for _ in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["initial_lr"] = lr
+        group["lr"] = cosine_lr(lr, min_lr, scheduler.last_epoch, epochs) if name == "cosine" else lr
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -122,7 +178,7 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(images), masks)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {float(loss)}; lower the learning rate")
+            raise DivergenceError(f"the training loss became {float(loss.detach())}")
         loss.backward()
         optimizer.step()
         loss_sum += float(loss.detach()) * images.shape[0]
@@ -150,6 +206,7 @@ def fit(
     best_miou: float = -math.inf,
     progress: bool = True,
     distributed: Distributed | None = None,
+    best_epoch: int | None = None,
 ) -> dict[str, Any]:
     """Train from ``start_epoch`` to ``epochs``; log, and checkpoint ``last.pt`` / ``best.pt`` every epoch.
 
@@ -168,7 +225,10 @@ def fit(
         seed_epoch([train_loader], seed, epoch, rank=distributed.rank if distributed is not None else 0)
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_one_epoch(trained, train_loader, loss_fn, optimizer, device, progress, f"epoch {epoch + 1}")
+        try:
+            train_loss = train_one_epoch(trained, train_loader, loss_fn, optimizer, device, progress, f"epoch {epoch + 1}")
+        except DivergenceError as error:
+            raise divergence_error("training", epoch + 1, str(error), "train.lr", run) from None
         if distributed is not None:
             (train_loss,) = distributed.mean([train_loss])
             distributed.broadcast_module_(model, buffers_only=True)  # BatchNorm running statistics of rank 0
@@ -184,8 +244,12 @@ def fit(
             "lr": lr,
             "seconds": time.perf_counter() - started,
         }
+        problem = divergence_problem(model, {"training loss": train_loss, "val loss": val["loss"]})
+        if problem is not None:  # never log or save a diverged epoch (every process sees the same)
+            raise divergence_error("training", epoch + 1, problem, "train.lr", run)
         is_best = val["miou"] > best_miou
-        best_miou = max(best_miou, val["miou"])
+        if is_best:
+            best_miou, best_epoch = val["miou"], epoch + 1
         if run is not None:
             run.log(record, step=epoch + 1)
             state = {
@@ -195,12 +259,11 @@ def fit(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "best_miou": best_miou,
+                "best_epoch": best_epoch,
                 "val_miou": val["miou"],
                 **checkpoint_extra,
             }
-            run.save(state, "last.pt")
-            if is_best:
-                run.save(state, "best.pt")
+            run.save_epoch(state, is_best)
         epoch_bar.set_postfix(train_loss=f"{train_loss:.4f}", val_miou=f"{val['miou']:.4f}")
         last_metrics = record
     return {"best_miou": best_miou, "last": last_metrics}
