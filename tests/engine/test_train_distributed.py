@@ -20,9 +20,8 @@ from udarts.engine.distributed import (
     shutdown,
 )
 from udarts.engine.trainer import build_scheduler, epoch_seed, fit
-from udarts.genotype import Genotype, derive
+from udarts.genotype import CellGenotype, Genotype
 from udarts.losses import cross_entropy
-from udarts.nets.cell import all_edges
 from udarts.nets.searchnet import SearchNet
 from udarts.nets.ushape import cell_slots
 
@@ -39,18 +38,15 @@ CLI_ARGS = ["--no-progress", "--image-size", "16x16", "--batch-size", "4", "--wi
 def tiny_genotype() -> Genotype:
     """One edge per node: node 0 reads the last cell input through a 3x3 conv, node 1 is node 0
     through identity. C6, the first cell up, reads the encoder skip instead, so C4, C5 and the
-    upsampling into C6 never run: DistributedDataParallel must cope with unused parameters."""
-    alphas = []
+    upsampling into C6 never run: DistributedDataParallel must cope with unused parameters.
+    Written by hand: derivation keeps every cell input read, so it would not cut C6 off."""
+    cells = []
     for slot in cell_slots(1):
         first_source = 0 if slot.name == "C6" else slot.num_inputs - 1
-        chosen = {(0, first_source): OPS.index("conv_3x3"), (1, slot.num_inputs): OPS.index("identity")}
-        edges = all_edges(slot.num_inputs, NUM_NODES)
-        cell_alphas = torch.zeros(len(edges), len(OPS))
-        for index, edge in enumerate(edges):
-            if edge in chosen:
-                cell_alphas[index, chosen[edge]] = 1.0
-        alphas.append(cell_alphas)
-    return derive(alphas, OPS, NUM_NODES, top_k=1)
+        nodes = ((("conv_3x3", first_source),), (("identity", slot.num_inputs),))
+        cells.append(CellGenotype(slot.name, slot.num_inputs, nodes))
+    assert NUM_NODES == len(nodes)
+    return Genotype(tuple(cells), tuple(OPS), NUM_NODES)
 
 
 def tiny_searchnet() -> SearchNet:
