@@ -41,6 +41,7 @@ from udarts.complexity import cpu_model
 from udarts.engine.compare import Statistic, checkpoint_epoch, measure_cost, read_run_result
 from udarts.engine.logs import read_jsonl
 from udarts.genotype import Genotype
+from udarts.viz.figures import save_figure
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEARCH_CONFIG = REPO_ROOT / "configs" / "pets-search-cpu.yaml"
@@ -217,8 +218,7 @@ def plot_tradeoff(outcomes: list[Outcome], path: Path) -> Path:
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    save_figure(figure, path)
     plt.close(figure)
     return path
 

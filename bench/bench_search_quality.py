@@ -49,6 +49,7 @@ from udarts.complexity import cpu_model  # noqa: E402
 from udarts.engine.compare import Statistic, measure_cost, read_run_result  # noqa: E402
 from udarts.engine.logs import read_jsonl  # noqa: E402
 from udarts.genotype import Genotype  # noqa: E402
+from udarts.viz.figures import save_figure  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEARCH_CONFIG = REPO_ROOT / "configs" / "camvid-search-cpu.yaml"
@@ -252,8 +253,7 @@ def plot(outcomes: list[Outcome], path: Path) -> Path:
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    save_figure(figure, path)
     plt.close(figure)
     return path
 

@@ -17,7 +17,8 @@ from udarts.engine.compare import (
 from udarts.genotype import derive
 from udarts.nets.cell import all_edges
 from udarts.nets.ushape import cell_slots
-from udarts.viz.alphas import edge_labels, mean_weights_over_epochs, nodes_for_edges, plot_alpha_history, plot_final_alphas
+from udarts.nets.cell import nodes_for_edges
+from udarts.viz.alphas import edge_labels, mean_weights_over_epochs, plot_alpha_history, plot_final_alphas
 from udarts.viz.curves import mean_curve, plot_comparison_curves, plot_run_curves
 from udarts.viz.figures import is_png
 from udarts.viz.genotype_plot import input_names, plot_genotype

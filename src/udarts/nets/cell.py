@@ -28,6 +28,17 @@ def all_edges(num_inputs: int, num_nodes: int) -> list[Edge]:
     return [(node, source) for node in range(num_nodes) for source in range(num_inputs + node)]
 
 
+def nodes_for_edges(num_inputs: int, num_edges: int) -> int:
+    """The node count of a full DAG with ``num_inputs`` inputs and ``num_edges`` edges."""
+    nodes, edges = 0, 0
+    while edges < num_edges:
+        edges += num_inputs + nodes
+        nodes += 1
+    if edges != num_edges:
+        raise ValueError(f"{num_edges} edges do not form a full DAG over {num_inputs} input(s)")
+    return nodes
+
+
 def softmax_per_node(scores: Tensor, edges: Sequence[Edge]) -> Tensor:
     """``(num_edges,)`` scores -> their softmax over the edges that enter the same node
     (PC-DARTS's edge normalisation, Xu et al., ICLR 2020)."""

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from udarts.genotype import IDENTITY_OP, CellGenotype, Genotype, derive
-from udarts.nets.cell import all_edges
+from udarts.nets.cell import all_edges, nodes_for_edges
 from udarts.nets.ushape import cell_slots
 from udarts.ops import NONE_OP
 
@@ -173,7 +173,7 @@ def diagnose_record(
     slots = cell_slots(1)
     weights = [torch.tensor(record["cells"][slot.name], dtype=torch.float64) for slot in slots]
     if num_nodes is None:
-        num_nodes = _nodes_for_edges(slots[0].num_inputs, weights[0].shape[0])
+        num_nodes = nodes_for_edges(slots[0].num_inputs, weights[0].shape[0])
     stored_edges = record.get("edge_weights")
     edge_weights = None if not stored_edges else [torch.tensor(stored_edges[slot.name], dtype=torch.float64) for slot in slots]
     masks = [cell_weights > 0 for cell_weights in weights]
@@ -182,16 +182,6 @@ def diagnose_record(
     genotype = derive(alphas, op_names, num_nodes, top_k, edge_scales=edge_weights,
                       op_masks=masks if any_pruned else None, max_identity=max_identity)
     return genotype, diagnose(weights, op_names, genotype, edge_weights)
-
-
-def _nodes_for_edges(num_inputs: int, num_edges: int) -> int:
-    nodes, edges = 0, 0
-    while edges < num_edges:
-        edges += num_inputs + nodes
-        nodes += 1
-    if edges != num_edges:
-        raise ValueError(f"{num_edges} edges do not form a full DAG over {num_inputs} input(s)")
-    return nodes
 
 
 def input_name(cell_name: str, source: int) -> str:

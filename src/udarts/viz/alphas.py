@@ -19,23 +19,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from udarts.genotype import Genotype
-from udarts.nets.cell import all_edges
+from udarts.nets.cell import all_edges, nodes_for_edges
 from udarts.nets.ushape import cell_slots
 from udarts.viz.figures import new_figure, save_figure
 from udarts.viz.genotype_plot import state_names
 
 Record = Mapping[str, Any]
-
-
-def nodes_for_edges(num_inputs: int, num_edges: int) -> int:
-    """The node count of a full DAG with ``num_inputs`` inputs and ``num_edges`` edges."""
-    nodes, edges = 0, 0
-    while edges < num_edges:
-        edges += num_inputs + nodes
-        nodes += 1
-    if edges != num_edges:
-        raise ValueError(f"{num_edges} edges do not form a full DAG over {num_inputs} input(s)")
-    return nodes
 
 
 def edge_labels(cell_name: str, num_inputs: int, num_edges: int) -> list[str]:
