@@ -29,9 +29,21 @@ def shifted_dots(generator: torch.Generator, count: int = 8, size: int = 32) -> 
     return images, masks
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread, so the float reductions, and with them the whole search, are the same on
+    every machine: the planted signal is clear but not overwhelming (with 2 threads seed 1 ends
+    with conv_3x3 ahead of dil_conv_5x5 on C1's edge, 0.43 to 0.31; with one thread seeds 0-3
+    all pass)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
-def test_search_picks_the_planted_large_receptive_field_op(seed):
+def test_search_picks_the_planted_large_receptive_field_op(seed, one_thread):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = SuperNet(3, 2, 8, num_nodes=1, op_names=search_op_names(OPS), settings=OpSettings(affine=False))
