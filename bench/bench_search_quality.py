@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_search_accuracy import Setting, describe, run_command, run_to_the_end, shown  # noqa: E402
@@ -142,8 +143,6 @@ def read_outcome(candidate: Candidate, args: argparse.Namespace) -> Outcome:
     long_miou = read_run_result(candidate.label, args.train_seed, long_dir).best_val_miou if (long_dir / "metrics.jsonl").is_file() else None
     spec_width = None
     if candidate.genotype is not None:
-        import yaml
-
         spec_width = int(yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["width"])
     return Outcome(
         label=candidate.label, kind=candidate.kind, parameters=cost.parameters, gflops=cost.flops / 1e9, width=spec_width,

@@ -536,10 +536,7 @@ def command_sample(args: argparse.Namespace) -> list[Path]:
     from udarts.random_genotypes import sample_genotypes
     from udarts.search.supernet import search_op_names
 
-    overrides = [(parse_assignment(assignment), f"--set {assignment}") for assignment in args.set or []]
-    if args.image_size:
-        overrides.append(({"data": {"image_size": _parse_size(args.image_size)}}, "--image-size"))
-    config = resolve(args.config, overrides)
+    config = load_config(args, "sample")  # --config, --set, --image-size (and --width, --seed: recorded only)
     model = config["model"]
     if args.flops_budget is not None and args.width is None:
         raise ConfigError("--flops-budget needs --width: the SEARCH-Net width the FLOPs are counted at")
