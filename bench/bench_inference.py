@@ -41,7 +41,7 @@ from typing import Any, Callable
 import torch
 
 from udarts.complexity import cpu_model
-from udarts.export import export_model, load_exported, quantize_onnx
+from udarts.app.export import export_model, load_exported, quantize_onnx
 from udarts.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]

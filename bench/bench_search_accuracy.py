@@ -38,8 +38,8 @@ import torch
 import yaml
 
 from udarts.complexity import cpu_model
-from udarts.engine.compare import Statistic, checkpoint_epoch, measure_cost, read_run_result
-from udarts.engine.logs import read_jsonl
+from udarts.app.compare import Statistic, checkpoint_epoch, measure_cost, read_run_result
+from udarts.io import read_jsonl
 from udarts.genotype import Genotype
 from udarts.viz.figures import save_figure
 

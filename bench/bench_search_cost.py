@@ -41,10 +41,11 @@ from typing import Any
 
 import torch
 
-from udarts.cli import command_search, command_train, dry_run, resolve_device
+from udarts import experiment
+from udarts.builders import describe_supernet, resolve_device
 from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latency
-from udarts.config import parse_assignment, resolve
-from udarts.engine.logs import read_jsonl
+from udarts.config import Config, parse_assignment, resolve
+from udarts.io import read_jsonl
 from udarts.engine.runs import load_checkpoint
 from udarts.genotype import Genotype
 from udarts.models import build_model
@@ -59,7 +60,7 @@ def parse_size(text: str) -> list[int]:
     return [height, width]
 
 
-def base_config(args: argparse.Namespace) -> dict[str, Any]:
+def base_config(args: argparse.Namespace) -> Config:
     """The config both commands share: data, size, batch, width, seed, CPU, no progress bars."""
     data: dict[str, Any] = {"name": args.data, "image_size": parse_size(args.image_size), "batch_size": args.batch_size,
                             "num_samples": args.num_samples}
@@ -116,23 +117,23 @@ def main() -> None:
         unet_options = {}
 
     config = base_config(args)
-    device = resolve_device(config["device"])
+    device = resolve_device(config.device)
     out = args.out or Path(tempfile.mkdtemp(prefix="udarts-bench-"))
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
 
     print(f"[1/3] search: {args.epochs} epoch(s), width {args.width}, {args.image_size}, {args.data}", file=sys.stderr)
-    search_dir = command_search(argparse.Namespace(), config=config, run_path=out / "search")
+    search_dir = experiment.run_search(config, out / "search").run_dir
     print(f"[2/3] train unet_resnet34 ({args.unet_scale}): {args.epochs} epoch(s)", file=sys.stderr)
-    train_config = resolve(None, [(config, "bench"), ({"train": {"model": "unet_resnet34", "model_scale": args.unet_scale,
-                                                                 "model_options": unet_options}}, "bench")])
-    train_dir = command_train(argparse.Namespace(), config=train_config, run_path=out / "train-unet")
+    train_config = config.updated({"train": {"model": "unet_resnet34", "model_scale": args.unet_scale,
+                                             "model_options": unet_options}}, "bench")
+    train_dir = experiment.run_train(train_config, out / "train-unet").run_dir
     search_time, train_time = epoch_seconds(search_dir), epoch_seconds(train_dir)
 
     print("[3/3] parameters, FLOPs and latency", file=sys.stderr)
     state = load_checkpoint(train_dir / "last.pt")
     num_classes = len(state["class_names"])
-    image_size = list(config["data"]["image_size"])
+    image_size = list(config.data.image_size)
     genotype = Genotype.load(search_dir / "genotype.json")
     specs = {
         f"SEARCH-Net (width {args.width}, searched here)": {
@@ -142,7 +143,7 @@ def main() -> None:
             "name": "unet", "scale": "paper", "options": {}, "in_channels": 3, "num_classes": num_classes},
     }
     costs = {name: measure(spec, image_size, device, args.latency_repeats) for name, spec in specs.items()}
-    supernet = dry_run(config, num_classes)
+    supernet = describe_supernet(config, num_classes)
     total_minutes = (time.perf_counter() - started) / 60
 
     ratio = search_time["steady"] / train_time["steady"]

@@ -47,8 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_search_accuracy import Setting, describe, run_command, run_to_the_end, shown  # noqa: E402
 
 from udarts.complexity import cpu_model  # noqa: E402
-from udarts.engine.compare import Statistic, measure_cost, read_run_result  # noqa: E402
-from udarts.engine.logs import read_jsonl  # noqa: E402
+from udarts.app.compare import Statistic, measure_cost, read_run_result  # noqa: E402
+from udarts.io import read_jsonl  # noqa: E402
 from udarts.genotype import Genotype  # noqa: E402
 from udarts.viz.figures import save_figure  # noqa: E402
 

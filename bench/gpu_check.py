@@ -71,8 +71,7 @@ from bench_search_modes import MODES, NUM_CLASSES, PAPER, make_step
 from udarts.complexity import count_parameters, cpu_model
 from udarts.config import DEFAULTS
 from udarts.efficiency import to_device
-from udarts.engine.logs import read_jsonl
-from udarts.engine.runs import atomic_write_text
+from udarts.io import atomic_write_text, read_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("UDARTS_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from udarts.cli import DEMO_SETTINGS, main
+from udarts.app.demo import DEMO_SETTINGS
+from udarts.cli import main
 from udarts.genotype import Genotype
 
 TINY = ["--no-progress", "--image-size", "16x16", "--batch-size", "4", "--width", "4",
@@ -103,13 +104,13 @@ def test_config_file_and_flags_layer(tmp_path):
 
     args = build_parser().parse_args(["search", "--config", str(config_path), "--width", "5", "--set", "search.order=second"])
     config = load_config(args, "search")
-    assert config["search"]["epochs"] == 7 and config["model"]["width"] == 5 and config["search"]["order"] == "second"
-    assert config["search"]["alpha_lr"] == 3e-4  # the default survives
+    assert config.search.epochs == 7 and config.model.width == 5 and config.search.order == "second"
+    assert config.search.alpha_lr == 3e-4  # the default survives
 
 
 def test_demo_settings_are_valid_config_keys():
     from udarts.config import resolve
 
     config = resolve(None, [(DEMO_SETTINGS, "demo")])
-    assert config["model"]["width"] == 8
+    assert config.model.width == 8
 

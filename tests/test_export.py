@@ -19,7 +19,7 @@ from udarts.config import resolve  # noqa: E402
 from udarts.data.factory import build_split  # noqa: E402
 from udarts.data.transforms import eval_transform  # noqa: E402
 from udarts.engine.runs import save_checkpoint  # noqa: E402
-from udarts.export import ExportError, export_model, load_exported, sidecar_path  # noqa: E402
+from udarts.app.export import ExportError, export_model, load_exported, sidecar_path  # noqa: E402
 from udarts.models import build_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def test_baseline_runner_pads_sizes_off_the_divisor_like_pytorch(tmp_path):
 
 def _synthetic_checkpoint(tmp_path: Path) -> Path:
     config = resolve(None, [({"data": {"name": "synthetic", "image_size": [32, 32], "num_samples": 16, "batch_size": 4},
-                              "progress": False}, "test")])
+                              "progress": False}, "test")]).to_dict()
     state = _state("searchnet", (32, 32), config)
     dataset = build_split("synthetic", "val", root=None, image_size=(32, 32), augment=False, num_samples=16)
     state.update(class_names=list(dataset.class_names), ignore_index=dataset.ignore_index,

@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from udarts.genotype import Genotype, GenotypeError, derive, derive_cell
-from udarts.nets.cell import all_edges
-from udarts.nets.ushape import cell_slots
 from udarts.ops import OpSettings
+from udarts.space import all_edges, cell_slots
 
 OPS = ("none", "conv_3x3", "mbconv_3x3", "identity")
 

@@ -7,11 +7,11 @@ import torch
 
 from udarts.cli import main
 from udarts.genotype import Genotype
-from udarts.nets.cell import all_edges
 from udarts.random_genotypes import sample_genotype, sample_genotypes, searchnet_gflops, width_for_budget
 from udarts.search.darts import alpha_lr_for_budget
 from udarts.search.regularizers import BetaDecay
 from udarts.search.supernet import search_op_names
+from udarts.space import all_edges
 
 OPS = search_op_names()
 

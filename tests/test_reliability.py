@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import udarts.engine.runs as runs
+import udarts.io
 from udarts.cli import build_parser, main
 from udarts.config import resolve
 from udarts.engine.runs import BEST_PENDING, Run
@@ -115,8 +116,8 @@ def test_yaml_exponent_floats_are_numbers(tmp_path):
     config_file = tmp_path / "c.yaml"
     config_file.write_text("train:\n  lr: 1e-3\n  weight_decay: 5E-4\nsearch:\n  unrolled_lr: 1e-2\n  epochs: 3\n")
     config = resolve(str(config_file))
-    assert config["train"]["lr"] == 1e-3 and config["train"]["weight_decay"] == 5e-4
-    assert config["search"]["unrolled_lr"] == 1e-2 and config["search"]["epochs"] == 3
+    assert config.train.lr == 1e-3 and config.train.weight_decay == 5e-4
+    assert config.search.unrolled_lr == 1e-2 and config.search.epochs == 3
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -195,12 +196,12 @@ def test_a_non_integer_expand_ratio_in_a_genotype_is_named(tmp_path, capsys, gen
 
 
 def test_out_that_is_a_file_or_under_a_file_is_refused_before_the_data(tmp_path, capsys, monkeypatch, genotype):
-    import udarts.cli as cli
+    import udarts.experiment as experiment
 
     def no_data(*args, **kwargs):
         raise AssertionError("data was read before --out was checked")
 
-    monkeypatch.setattr(cli, "_split", no_data)
+    monkeypatch.setattr(experiment, "build_split", no_data)
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     for out in (a_file, a_file / "run"):
@@ -337,7 +338,7 @@ def fill_disk_at(monkeypatch, file_name, epoch):
                 return _FullDisk(handle)
         return handle
 
-    monkeypatch.setattr(runs, "open", fake_open, raising=False)
+    monkeypatch.setattr(udarts.io, "open", fake_open, raising=False)  # append_line lives in udarts.io
 
 
 @pytest.mark.parametrize("log_name", ["metrics.jsonl", "alphas.jsonl"])

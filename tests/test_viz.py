@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from udarts.engine.compare import (
+from udarts.app.compare import (
     ComparisonError,
     Statistic,
     config_differences,
@@ -15,9 +15,7 @@ from udarts.engine.compare import (
     parse_entries,
 )
 from udarts.genotype import derive
-from udarts.nets.cell import all_edges
-from udarts.nets.ushape import cell_slots
-from udarts.nets.cell import nodes_for_edges
+from udarts.space import all_edges, cell_slots, nodes_for_edges
 from udarts.viz.alphas import edge_labels, mean_weights_over_epochs, plot_alpha_history, plot_final_alphas
 from udarts.viz.curves import mean_curve, plot_comparison_curves, plot_run_curves
 from udarts.viz.figures import is_png

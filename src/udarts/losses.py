@@ -19,6 +19,8 @@ code that runs.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -92,14 +94,11 @@ class DiceCELoss(nn.Module):
         )
 
 
-LOSSES = ("dice", "ce", "dice_ce")
+# name -> loss class, built as ``LOSSES[name](ignore_index)``
+LOSSES: dict[str, Callable[[int | None], nn.Module]] = {"dice": DiceLoss, "ce": CrossEntropyLoss, "dice_ce": DiceCELoss}
 
 
 def build_loss(name: str, ignore_index: int | None = None) -> nn.Module:
-    if name == "dice":
-        return DiceLoss(ignore_index)
-    if name == "ce":
-        return CrossEntropyLoss(ignore_index)
-    if name == "dice_ce":
-        return DiceCELoss(ignore_index)
-    raise ValueError(f"unknown loss {name!r}; expected one of {LOSSES}")
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; expected one of {tuple(LOSSES)}")
+    return LOSSES[name](ignore_index)

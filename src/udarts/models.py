@@ -17,11 +17,17 @@ from udarts.genotype import Genotype
 from udarts.nets.searchnet import SearchNet
 
 
+def build_searchnet(genotype: Genotype, in_channels: int, num_classes: int, width: int) -> SearchNet:
+    """SEARCH-Net of ``genotype``: its cells' edges and ops, with affine BatchNorm."""
+    cells = [cell.nodes for cell in genotype.cells]
+    return SearchNet(cells, in_channels, num_classes, width, genotype.op_settings(affine=True))
+
+
 def build_model(spec: dict[str, Any]) -> nn.Module:
     name = spec["name"]
     if name == "searchnet":
         genotype = Genotype.from_dict(spec["genotype"], origin="model spec genotype")
-        return SearchNet(genotype, spec["in_channels"], spec["num_classes"], spec["width"])
+        return build_searchnet(genotype, spec["in_channels"], spec["num_classes"], spec["width"])
     from udarts.baselines import create_model
 
     return create_model(

@@ -160,6 +160,7 @@ PAPER_OPS: tuple[str, ...] = (
 )
 
 NONE_OP = "none"
+IDENTITY_OP = "identity"  # the op P-DARTS caps (``udarts.genotype.derive_cell``'s ``max_identity``)
 
 
 def check_op_names(op_names: tuple[str, ...] | list[str], key: str = "ops") -> None:

@@ -26,10 +26,9 @@ import torch
 
 from udarts.complexity import count_flops
 from udarts.genotype import CellGenotype, Genotype
-from udarts.nets.cell import all_edges
-from udarts.nets.searchnet import SearchNet
-from udarts.nets.ushape import cell_slots
+from udarts.models import build_searchnet
 from udarts.ops import NONE_OP, OpSettings
+from udarts.space import all_edges, cell_slots
 
 MAX_REDRAWS = 10_000  # of one genotype, before a budget is declared out of reach
 MAX_WIDTH = 512
@@ -76,7 +75,7 @@ def sample_genotype(
 def searchnet_gflops(genotype: Genotype, width: int, image_size: Sequence[int], num_classes: int) -> float:
     """Forward GFLOPs of SEARCH-Net on one image, counted on the meta device."""
     with torch.device("meta"):
-        model = SearchNet(genotype, 3, num_classes, width)
+        model = build_searchnet(genotype, 3, num_classes, width)
     return count_flops(model, (1, 3, int(image_size[0]), int(image_size[1])), device="meta") / 1e9
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from udarts.baselines import BASELINES, create_model
 from udarts.complexity import count_parameters
 from udarts.genotype import Genotype
-from udarts.nets.searchnet import SearchNet
+from udarts.models import build_searchnet
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -30,7 +30,7 @@ SEARCHED_GENOTYPE = Path(__file__).resolve().parents[2] / "configs" / "genotypes
 
 def create_searchnet(*, in_channels: int, num_classes: int, scale: str) -> nn.Module:
     """SEARCH-Net from the genotype shipped in configs/, at width 64 (paper) or 8 (cpu)."""
-    return SearchNet(Genotype.load(SEARCHED_GENOTYPE), in_channels, num_classes, width=64 if scale == "paper" else 8)
+    return build_searchnet(Genotype.load(SEARCHED_GENOTYPE), in_channels, num_classes, width=64 if scale == "paper" else 8)
 
 
 MODEL_FACTORIES: list[tuple[str, ModelFactory]] = [

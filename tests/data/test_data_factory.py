@@ -23,7 +23,7 @@ def test_synthetic_splits_sizes_seeds_and_palette() -> None:
 
 
 def test_real_datasets_need_a_root_and_known_names() -> None:
-    assert DATASETS == ("synthetic", "pets", "camvid", "folder")
+    assert tuple(DATASETS) == ("synthetic", "pets", "camvid", "folder")
     for name in ("pets", "camvid", "folder"):
         with pytest.raises(DatasetError, match="root"):
             build_split(name, "train")

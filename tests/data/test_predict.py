@@ -11,7 +11,7 @@ from PIL import Image
 from torch import nn
 
 from udarts.data.base import DatasetError
-from udarts.engine.predict import list_images, predict_paths
+from udarts.app.predict import list_images, predict_paths
 
 PALETTE = [(0, 0, 0), (255, 255, 255)]
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from udarts.cli import main
 from udarts.complexity import count_flops, count_parameters
-from udarts.engine.compare import config_differences
+from udarts.app.compare import config_differences
 from udarts.models import build_model
 from udarts.viz.figures import is_png
 

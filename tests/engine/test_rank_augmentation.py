@@ -37,7 +37,7 @@ class OneImageAugmented:
 
 
 def global_loader(num_workers: int = 0) -> DataLoader:
-    """As ``udarts.cli._loader`` builds a training loader: shuffled by its own generator."""
+    """As ``udarts.builders.build_loader`` builds a training loader: shuffled by its own generator."""
     return DataLoader(OneImageAugmented(), batch_size=GLOBAL_BATCH, shuffle=True, drop_last=True,
                       generator=torch.Generator().manual_seed(SEED), num_workers=num_workers,
                       persistent_workers=num_workers > 0)

@@ -22,8 +22,9 @@ from udarts.engine.distributed import (
 from udarts.engine.trainer import build_scheduler, epoch_seed, fit
 from udarts.genotype import CellGenotype, Genotype
 from udarts.losses import cross_entropy
+from udarts.models import build_searchnet
 from udarts.nets.searchnet import SearchNet
-from udarts.nets.ushape import cell_slots
+from udarts.space import cell_slots
 
 WORLD_SIZE = 2
 NUM_NODES = 2
@@ -53,7 +54,7 @@ def tiny_searchnet() -> SearchNet:
     """float64: in float32 the BatchNorm over 2x2 maps makes rounding noise that would hide what
     the comparison is about."""
     torch.manual_seed(0)
-    return SearchNet(tiny_genotype(), 3, NUM_CLASSES, 4).double()
+    return build_searchnet(tiny_genotype(), 3, NUM_CLASSES, 4).double()
 
 
 def tiny_data(count: int, seed: int) -> TensorDataset:
@@ -90,13 +91,15 @@ def _worker(rank: int, ports: tuple[int, int], folder: str) -> None:
     torch.save({"state": model.state_dict(), "last": result["last"], "seed": torch.initial_seed()},
                os.path.join(folder, f"library_rank{rank}.pt"))
     # command level, launched as torchrun would: train one epoch, then resume to a second
-    from udarts.cli import build_parser, command_train
+    from udarts import experiment
+    from udarts.cli import build_parser, load_config
 
     genotype = os.path.join(folder, "genotype.json")
-    path = command_train(build_parser().parse_args(
-        ["train", *CLI_ARGS, "--genotype", genotype, "--epochs", "1", "--out", os.path.join(folder, "ddp")]))
-    os.environ["MASTER_PORT"] = str(ports[1])  # command_train left the process group; join a fresh one
-    resumed = command_train(build_parser().parse_args(["train", "--resume", str(path), "--epochs", "2", "--no-progress"]))
+    args = build_parser().parse_args(["train", *CLI_ARGS, "--genotype", genotype, "--epochs", "1"])
+    path = experiment.run_train(load_config(args, "train"), os.path.join(folder, "ddp")).run_dir
+    os.environ["MASTER_PORT"] = str(ports[1])  # run_train left the process group; join a fresh one
+    longer = experiment.resumed_config(path, "train", [({"train": {"epochs": 2}, "progress": False}, "test")])
+    resumed = experiment.run_train(longer, resume=path).run_dir
     with open(os.path.join(folder, f"paths_rank{rank}.txt"), "w") as handle:
         handle.write(f"{path}\n{resumed}")
     shutdown(None)

@@ -7,8 +7,6 @@ import pytest
 import torch
 
 from udarts.genotype import CellGenotype, derive
-from udarts.nets.cell import all_edges
-from udarts.nets.ushape import cell_slots
 from udarts.search.diagnostics import (
     ENTROPY_WARNING,
     MARGIN_WARNING,
@@ -19,6 +17,7 @@ from udarts.search.diagnostics import (
     normalized_entropy,
     softmax_weights,
 )
+from udarts.space import all_edges, cell_slots
 
 OPS = ("none", "conv_3x3", "mbconv_3x3", "identity")
 
@@ -129,7 +128,7 @@ def test_diagnostics_of_an_old_alphas_record_are_computed_from_its_weights():
 
 def test_report_computes_the_diagnostics_of_an_old_alphas_log(tmp_path):
     """``udarts report`` on a search folder whose alphas.jsonl predates the diagnostics key."""
-    from udarts.engine.report import report_search_run
+    from udarts.app.report import report_search_run
     from udarts.viz.figures import is_png
 
     run = tmp_path / "search-old"

@@ -71,9 +71,11 @@ def _worker(rank: int, port: int, folder: str) -> None:
     run_steps(model, context.average_, rank, WORLD_SIZE)
     torch.save({"state": model.state_dict()}, os.path.join(folder, f"library_rank{rank}.pt"))
     # command level: the whole search command, launched as torchrun would
-    from udarts.cli import command_search, build_parser
+    from udarts import experiment
+    from udarts.cli import build_parser, load_config
 
-    path = command_search(build_parser().parse_args(["search", *CLI_ARGS, "--out", os.path.join(folder, "ddp")]))
+    config = load_config(build_parser().parse_args(["search", *CLI_ARGS]), "search")
+    path = experiment.run_search(config, os.path.join(folder, "ddp")).run_dir
     with open(os.path.join(folder, f"path_rank{rank}.txt"), "w") as handle:
         handle.write(str(path))
     with open(os.path.join(folder, f"seed_rank{rank}.txt"), "w") as handle:

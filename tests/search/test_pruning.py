@@ -60,7 +60,7 @@ def test_dropped_ops_weigh_zero_are_not_computed_and_are_never_derived():
     model.cells[0].op_mask[:, 4] = False  # force: identity dropped too, conv_3x3 kept
     model.cells[0].op_mask[:, 1] = True
     model.cells[0].set_op_mask(model.cells[0].op_mask.clone())
-    weights = model.cells[0].edge_weights()
+    weights = model.cells[0].op_weights()
     assert torch.all(weights[:, 4] == 0) and torch.allclose(weights.sum(1), torch.ones(3))
     calls, handles = count_op_calls(model)
     model(batch()[0])

@@ -4,7 +4,7 @@ import torch
 
 from udarts.complexity import count_flops
 from udarts.losses import dice_loss
-from udarts.nets.searchnet import SearchNet
+from udarts.models import build_searchnet
 from udarts.ops import OpSettings
 from udarts.search.darts import DartsStrategy
 from udarts.search.resource import ExpectedFlopsPenalty, op_flops
@@ -28,7 +28,7 @@ def test_op_flops_are_counted_per_op():
 def test_the_penalty_is_the_softmax_weighted_flops_and_pushes_towards_cheap_ops():
     model = supernet()
     penalty = ExpectedFlopsPenalty(model, (16, 16), weight=2.0)
-    expected = sum((cell.edge_weights() * table).sum() for cell, table in zip(model.cells, penalty.gflops_tables))
+    expected = sum((cell.op_weights() * table).sum() for cell, table in zip(model.cells, penalty.gflops_tables))
     torch.testing.assert_close(penalty(), 2.0 * expected.float())
     grads = torch.autograd.grad(penalty(), model.alpha_parameters())
     for grad in grads:  # d/d alpha_o = weight * p_o * (flops_o - E[flops])
@@ -47,7 +47,7 @@ def derived_flops(strategy_penalty: float) -> int:
 
     genotype = current_genotype(model, 2, {})
     with torch.device("meta"):
-        network = SearchNet(genotype, 3, 3, 4)
+        network = build_searchnet(genotype, 3, 3, 4)
     return count_flops(network, (1, 3, 16, 16), device="meta")
 
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from udarts.losses import dice_loss
-from udarts.nets.cell import all_edges
 from udarts.search.darts import DartsStrategy
 from udarts.search.supernet import SuperNet, search_op_names
+from udarts.space import all_edges
 
 
 def tiny_supernet(num_classes=3, width=4, num_nodes=2, ops=("conv_3x3", "mbconv_3x3", "identity")):
@@ -106,3 +106,22 @@ def test_paper_scale_supernet_builds_and_takes_one_search_step_on_cpu():
     out = strategy.step((images, masks), (images, masks))
     assert torch.isfinite(out["train_loss"])
     assert not torch.equal(alpha_before, model.arch_parameters()[3])
+
+
+def test_a_mode_is_composed_when_the_cells_are_built():
+    from udarts.search.cell import softmax_selector
+    from udarts.search.mixed_op import MixedOp
+    from udarts.search.partial_channel import PartialChannelMixedOp
+
+    darts = tiny_supernet()
+    assert darts.sampler is None and all(cell.selector is softmax_selector for cell in darts.cells)
+    assert all(type(op) is MixedOp and not op.checkpoint_activations for cell in darts.cells for op in cell.ops)
+    assert not any(cell.checkpoint_activations for cell in darts.cells)
+    model = SuperNet(3, 3, 4, num_nodes=2, op_names=search_op_names(("conv_3x3", "identity")), mode="pc_gdas",
+                     partial_channel_k=2, checkpoint_cells=True, checkpoint_edges=True)
+    assert model.sampler is not None and all(cell.selector is model.sampler for cell in model.cells)  # one shared sampler
+    assert all(cell.checkpoint_activations and cell.betas is not None for cell in model.cells)
+    assert all(isinstance(op, PartialChannelMixedOp) and op.k == 2 and op.checkpoint_activations
+               for cell in model.cells for op in cell.ops)
+    model.set_temperature(0.5)
+    assert model.sampler.tau == 0.5

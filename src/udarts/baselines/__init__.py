@@ -23,7 +23,8 @@ trains on a 2-core CPU; see each module and ``docs/baselines.md`` for the number
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
 from torch import nn
 
@@ -32,7 +33,12 @@ from udarts.baselines.setr import SETR, create_setr
 from udarts.baselines.smp_models import SMP_BASELINES, SegmentationModelsNetwork, create_smp_model
 from udarts.baselines.unet import UNet, create_unet
 
-BASELINES = ("unet", "unet_resnet34", "unetpp", "fpn", "deeplabv3", "setr")
+# name -> factory(in_channels=, num_classes=, scale=, **options)
+BASELINES: dict[str, Callable[..., nn.Module]] = {
+    "unet": create_unet,
+    **{name: functools.partial(create_smp_model, name) for name in SMP_BASELINES},
+    "setr": create_setr,
+}
 
 __all__ = [
     "BASELINES",
@@ -55,10 +61,6 @@ def create_model(name: str, *, in_channels: int = 3, num_classes: int, scale: st
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-    if name == "unet":
-        return create_unet(in_channels=in_channels, num_classes=num_classes, scale=scale, **options)
-    elif name in SMP_BASELINES:
-        return create_smp_model(name, in_channels=in_channels, num_classes=num_classes, scale=scale, **options)
-    elif name == "setr":
-        return create_setr(in_channels=in_channels, num_classes=num_classes, scale=scale, **options)
-    raise ValueError(f"unknown baseline {name!r}; valid names: {', '.join(BASELINES)}")
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; valid names: {', '.join(BASELINES)}")
+    return BASELINES[name](in_channels=in_channels, num_classes=num_classes, scale=scale, **options)

@@ -8,7 +8,7 @@ checking that it can fill a batch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch.utils.data import DataLoader, default_collate
@@ -20,8 +20,50 @@ from udarts.data.pairs import Palette, generated_palette, single_threaded_torch
 from udarts.data.pets import OxfordPets
 from udarts.data.synthetic import SyntheticShapes
 
-DATASETS = ("synthetic", "pets", "camvid", "folder")
 SYNTHETIC_SEED_OFFSETS = {"train": 0, "val": 1, "test": 2}
+
+
+def _synthetic(split: str, *, image_size: tuple[int, int], seed: int, num_samples: int, **_: object) -> SegmentationDataset:
+    if split not in SYNTHETIC_SEED_OFFSETS:
+        raise DatasetError(f"synthetic has no split {split!r}; choose one of {tuple(SYNTHETIC_SEED_OFFSETS)}")
+    count = num_samples if split == "train" else max(8, num_samples // 4)
+    dataset = SyntheticShapes(count, image_size, seed=seed + SYNTHETIC_SEED_OFFSETS[split])
+    dataset.palette = palette_for(dataset)
+    return dataset
+
+
+def _check_file_options(name: str, root: str | None, target: str, holdout: str | None) -> None:
+    """The checks of the options every dataset read from files takes."""
+    if root is None:
+        raise DatasetError(f"dataset {name!r} needs a root folder (root=None was given; on the command line: --root DIR)")
+    if name != "pets" and target != "binary":
+        raise ValueError(f"target={target!r} applies to the pets dataset only")
+    if name != "camvid" and holdout is not None:
+        raise DatasetError(f"data.holdout={holdout!r} applies to the camvid dataset only (a held-out sequence)")
+
+
+def _pets(split: str, *, root: str | None, target: str, download: bool, holdout: str | None, image_size: tuple[int, int],
+          augment: bool, cache: bool, on_bad_sample: str, **_: object) -> SegmentationDataset:
+    _check_file_options("pets", root, target, holdout)
+    return OxfordPets(root, split, target=target, download=download, image_size=image_size, augment=augment, cache=cache,
+                      on_bad_sample=on_bad_sample)
+
+
+def _camvid(split: str, *, root: str | None, target: str, holdout: str | None, image_size: tuple[int, int],
+            augment: bool, cache: bool, on_bad_sample: str, **_: object) -> SegmentationDataset:
+    _check_file_options("camvid", root, target, holdout)
+    return CamVid(root, split, holdout=holdout, image_size=image_size, augment=augment, cache=cache, on_bad_sample=on_bad_sample)
+
+
+def _folder(split: str, *, root: str | None, target: str, holdout: str | None, image_size: tuple[int, int],
+            augment: bool, cache: bool, on_bad_sample: str, **_: object) -> SegmentationDataset:
+    _check_file_options("folder", root, target, holdout)
+    return FolderDataset(root, split, image_size=image_size, augment=augment, cache=cache, on_bad_sample=on_bad_sample)
+
+
+# name -> builder(split, *, root, image_size, augment, cache, on_bad_sample, download, target, seed,
+# num_samples, holdout); each uses the options that apply to it (see ``build_split``)
+DATASETS: dict[str, Callable[..., SegmentationDataset]] = {"synthetic": _synthetic, "pets": _pets, "camvid": _camvid, "folder": _folder}
 
 
 def build_split(
@@ -55,27 +97,11 @@ def build_split(
     :class:`~udarts.data.base.DatasetError` (a ``ValueError``).
     """
     if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; choose one of {DATASETS}")
-    size = (int(image_size[0]), int(image_size[1]))
-    if name == "synthetic":
-        if split not in SYNTHETIC_SEED_OFFSETS:
-            raise DatasetError(f"synthetic has no split {split!r}; choose one of {tuple(SYNTHETIC_SEED_OFFSETS)}")
-        count = num_samples if split == "train" else max(8, num_samples // 4)
-        dataset = SyntheticShapes(count, size, seed=seed + SYNTHETIC_SEED_OFFSETS[split])
-        dataset.palette = palette_for(dataset)
-        return dataset
-    if root is None:
-        raise DatasetError(f"dataset {name!r} needs a root folder (root=None was given; on the command line: --root DIR)")
-    if name != "pets" and target != "binary":
-        raise ValueError(f"target={target!r} applies to the pets dataset only")
-    if name != "camvid" and holdout is not None:
-        raise DatasetError(f"data.holdout={holdout!r} applies to the camvid dataset only (a held-out sequence)")
-    options = dict(image_size=size, augment=augment, cache=cache, on_bad_sample=on_bad_sample)
-    if name == "pets":
-        return OxfordPets(root, split, target=target, download=download, **options)
-    if name == "camvid":
-        return CamVid(root, split, holdout=holdout, **options)
-    return FolderDataset(root, split, **options)
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {tuple(DATASETS)}")
+    return DATASETS[name](
+        split, root=root, image_size=(int(image_size[0]), int(image_size[1])), augment=augment, cache=cache,
+        on_bad_sample=on_bad_sample, download=download, target=target, seed=seed, num_samples=num_samples, holdout=holdout,
+    )
 
 
 def palette_for(dataset: SegmentationDataset) -> Palette:

@@ -23,12 +23,20 @@ import math
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+
+from udarts.io import (  # noqa: F401 - append_line, atomic_write_text and writing are used here and by importers
+    append_line,
+    atomic_write,
+    atomic_write_text,
+    read_json_lines,
+    read_jsonl,
+    writing,
+)
 
 
 BEST_PENDING = "best.pt.next"  # a new best.pt, written before last.pt commits its epoch
@@ -52,50 +60,24 @@ def disk_of(path: str | os.PathLike) -> str:
     return str(current)
 
 
-@contextmanager
-def writing(path: str | os.PathLike):
-    """Re-raise an ``OSError`` of the block (a full disk, a permission) with ``path`` as its file:
-    a failed ``write`` or ``fsync`` on an open file names none."""
-    try:
-        yield
-    except OSError as error:
-        if error.filename is None and error.errno is not None:
-            raise OSError(error.errno, error.strerror or os.strerror(error.errno), str(path)) from error
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with writing(path):
-        try:
-            tmp.write_text(text)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, path)
-
-
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temp file, then rename over ``path`` (atomic on POSIX). A failed write
-    (a full disk included) removes the temp file and raises ``OSError`` naming ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with writing(path):
+    """``torch.save`` atomically (``udarts.io.atomic_write``: temp file, then rename over ``path``).
+    A failed write (a full disk included) removes the temp file and raises ``OSError`` naming ``path``."""
+
+    def write(tmp: Path) -> None:
         try:
             torch.save(state, tmp)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
         except RuntimeError as error:  # torch's C++ writer reports a short write as RuntimeError ("unexpected pos")
             import shutil
 
             full = shutil.disk_usage(path.parent).free < 64 << 20  # measured while the partial file still takes space
-            tmp.unlink(missing_ok=True)
             if full:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
             if "inline_container" in str(error) or "write" in str(error).lower():
                 raise OSError(errno.EIO, f"writing the checkpoint failed ({_first_line(error)})", str(path)) from error
             raise
-        os.replace(tmp, path)
+
+    atomic_write(Path(path), write)
 
 
 def _first_line(error: BaseException) -> str:
@@ -174,34 +156,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def append_line(path: Path, line: str) -> None:
-    """Append one line, flushed and synced; an ``OSError`` (a full disk) names ``path``."""
-    with writing(path), open(path, "a") as handle:
-        handle.write(line + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _read_records(path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
-    """``(records, torn)``: the JSON records of a JSON-lines file, and ``(line number, text)`` of the
-    lines that are not JSON records (cut short by a crash or a full disk)."""
-    if not path.is_file():
-        return [], []
-    records, torn = [], []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            torn.append((number, line))
-    return records, torn
-
-
 class Run:
     """A run folder: config, metrics log, TensorBoard writer and checkpoint paths."""
 
@@ -239,7 +193,7 @@ class Run:
 
     def read_metrics(self, name: str = "metrics.jsonl") -> list[dict[str, Any]]:
         """The records of a log; lines that are not JSON records (torn by a crash) are left out."""
-        return _read_records(self.path / name)[0]
+        return read_jsonl(self.path / name)
 
     def truncate_logs(
         self, last_epoch: int, names: tuple[str, ...] = ("metrics.jsonl", "alphas.jsonl", "pruning.jsonl")
@@ -250,7 +204,7 @@ class Run:
         for name in names:
             path = self.path / name
             if path.is_file():
-                records, torn = _read_records(path)
+                records, torn = read_json_lines(path)
                 notes += [f"note: {path}: dropped line {number}, cut short by an interrupted write ({text[:40]!r})"
                           for number, text in torn]
                 kept = [record for record in records if record.get("epoch", -1) <= last_epoch]

@@ -21,8 +21,6 @@ from udarts.engine.distributed import Distributed, rank_seed
 from udarts.engine.runs import Run
 from udarts.metrics import ConfusionMatrix, chance_miou
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("cosine", "none")
 # A weight this large means the run has diverged (sane networks stay many orders of magnitude below).
 MAX_ABS_WEIGHT = 1.0e6
 
@@ -97,26 +95,38 @@ def seed_epoch(loaders: Iterable[DataLoader], seed: int, epoch: int, rank: int =
             loader.generator.manual_seed(epoch_seed(seed, epoch) + 7919 * (index + 1))
 
 
+# name -> optimiser(parameters, lr, momentum, betas, weight_decay); SGD uses momentum, the Adam family betas
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": lambda parameters, lr, momentum, betas, weight_decay: torch.optim.SGD(
+        parameters, lr=lr, momentum=momentum, weight_decay=weight_decay),
+    "adam": lambda parameters, lr, momentum, betas, weight_decay: torch.optim.Adam(
+        parameters, lr=lr, betas=betas, weight_decay=weight_decay),
+    "adamw": lambda parameters, lr, momentum, betas, weight_decay: torch.optim.AdamW(
+        parameters, lr=lr, betas=betas, weight_decay=weight_decay),
+}
+
+# name -> scheduler(optimizer, epochs, min_lr), stepped once per epoch; cosine: from the initial lr to min_lr
+SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int, float], Any]] = {
+    "cosine": lambda optimizer, epochs, min_lr: torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(1, epochs), eta_min=min_lr),
+    "none": lambda optimizer, epochs, min_lr: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0),
+}
+
+
 def build_optimizer(
     name: str, parameters: Iterable[nn.Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
     betas: tuple[float, float] = (0.9, 0.999),
 ) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, betas=betas, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr, betas=betas, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {tuple(OPTIMIZERS)}")
+    return OPTIMIZERS[name](parameters, lr, momentum, betas, weight_decay)
 
 
 def build_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int, min_lr: float = 0.0):
     """Stepped once per epoch. ``cosine``: cosine annealing from the initial lr to ``min_lr``."""
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs), eta_min=min_lr)
-    if name == "none":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-    raise ValueError(f"unknown scheduler {name!r}; expected one of {SCHEDULERS}")
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; expected one of {tuple(SCHEDULERS)}")
+    return SCHEDULERS[name](optimizer, epochs, min_lr)
 
 
 @torch.no_grad()

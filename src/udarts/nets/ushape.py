@@ -1,6 +1,6 @@
 """The U-shaped wiring of the paper's search space (its Figure 2), written once.
 
-Eight cells over four scales; scale ``s`` has width ``width * 2**s`` and resolution ``1 / 2**s``:
+Eight cells over four scales (the slots of ``udarts.space.cell_slots``); scale ``s`` has width ``width * 2**s`` and resolution ``1 / 2**s``:
 
     stem -> C1 (1)   ------------------------------ skip ----------------------------> C8 (1)   -> head
               C2 (1/2) --------------------- skip ---------------------> C7 (1/2)
@@ -23,40 +23,12 @@ names and topology.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from torch import Tensor, nn
 
 from udarts.ops import ConvBnAct
-
-NUM_SCALES = 4
-NUM_CELLS = 2 * NUM_SCALES
-DOWNSAMPLING = 2 ** (NUM_SCALES - 1)  # input sides must be divisible by this
-
-
-@dataclass(frozen=True)
-class CellSlot:
-    """Where a cell sits in the U: its name, index, role, scale, inputs and width."""
-
-    index: int  # 0..7
-    name: str  # "C1".."C8"
-    role: str  # "encoder" | "decoder"
-    scale: int  # 0 = input resolution .. 3 = 1/8
-    num_inputs: int
-    channels: int
-
-
-def cell_slots(width: int) -> list[CellSlot]:
-    """The eight cell positions of the U for a given base ``width``."""
-    slots = []
-    for scale in range(NUM_SCALES):  # C1..C4 go down
-        slots.append(CellSlot(scale, f"C{scale + 1}", "encoder", scale, 1, width * 2**scale))
-    for step, scale in enumerate(reversed(range(NUM_SCALES))):  # C5..C8 go up
-        index = NUM_SCALES + step
-        num_inputs = 1 if scale == NUM_SCALES - 1 else 2
-        slots.append(CellSlot(index, f"C{index + 1}", "decoder", scale, num_inputs, width * 2**scale))
-    return slots
+from udarts.space import DOWNSAMPLING, NUM_SCALES, CellSlot, cell_slots
 
 
 class Downsample(nn.Sequential):
@@ -97,7 +69,7 @@ class UShapedNet(nn.Module):
         self.upsample = nn.ModuleList(
             Upsample(widths[s + 1], widths[s], affine) for s in reversed(range(NUM_SCALES - 1))
         )
-        self.cells = nn.ModuleList(make_cell(slot) for slot in self.slots)
+        self.cells = nn.ModuleList(make_cell(slot) for slot in self.slots)  # state-dict keys: udarts.space.cell_state_key
         self.head = nn.Conv2d(width, num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,33 +1,49 @@
 """A search cell: the shared DAG ``Cell`` with a mixed op on every possible edge and its own
 architecture parameters ``alphas`` of shape ``(num_edges, num_ops)``.
 
-Options for the cheaper search modes (all off by default, which is plain DARTS):
+How a search mode relaxes an edge is composed at construction (``udarts.search.supernet`` picks
+the parts per mode); nothing is set on a cell afterwards:
 
-- ``partial_channel_k > 1``: PC-DARTS's partial-channel mixed op (``udarts.search.partial_channel``);
+- ``mixed_op``: the factory ``mixed_op(channels, op_names, settings)`` of every edge's module:
+  ``MixedOp`` (DARTS) or PC-DARTS's ``PartialChannelMixedOp`` with its ``k``
+  (``functools.partial(PartialChannelMixedOp, k=4)``), either with its own activation
+  checkpointing;
+- ``selector``: ``selector(logits, active_ops, training) -> (weights, op_indices)`` turns the
+  masked alphas into each edge's op weights ``(num_edges, num_ops)`` and the op indices each
+  edge computes (``None``: every active op): ``softmax_selector`` (DARTS) or a shared
+  ``GumbelSampler`` (GDAS; one sampled op per edge per forward pass);
 - ``edge_normalization``: PC-DARTS's edge weights ``betas`` (one per edge); node ``j`` sums its
-  edges weighted by ``softmax(betas)`` over its incoming edges;
-- ``sampler``: a ``GumbelSampler`` (GDAS); each edge computes one sampled op per forward pass;
-- ``op_mask``: ``(num_edges, num_ops)`` booleans, the ops progressive pruning kept; a dropped op
-  gets weight 0 (its alpha is masked out of the softmax) and is not computed;
+  edges weighted by ``softmax(betas)`` over its incoming edges (``edge_scales``);
+- ``persistent_op_mask``: keep the op mask of progressive pruning in the state dict. The mask,
+  ``(num_edges, num_ops)`` booleans, holds the ops pruning kept; a dropped op gets weight 0 (its
+  alpha is masked out of the softmax) and is not computed;
 - ``checkpoint_activations``: recompute the cell's activations in the backward pass instead of
-  storing them (``torch.utils.checkpoint``); the sampled ops and edge weights are decided
-  outside the recomputed region, so the recomputation runs the same network.
+  storing them (``torch.utils.checkpoint``); the selector runs outside the recomputed region, so
+  the recomputation runs the same network.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from udarts.nets.cell import Cell, all_edges, softmax_per_node
+from udarts.nets.cell import Cell
 from udarts.ops import OpSettings
 from udarts.search.mixed_op import MixedOp
-from udarts.search.partial_channel import PartialChannelMixedOp
-from udarts.search.sampling import GumbelSampler
+from udarts.space import all_edges, softmax_per_node
+
+MixedOpFactory = Callable[[int, Sequence[str], OpSettings], nn.Module]
+EdgeOps = list[list[int]] | None  # per edge, the op indices it computes; None: every op of every edge
+Selector = Callable[[Tensor, EdgeOps, bool], tuple[Tensor, EdgeOps]]
+
+
+def softmax_selector(logits: Tensor, active_ops: EdgeOps, training: bool) -> tuple[Tensor, EdgeOps]:
+    """DARTS: every active op of every edge, weighted by ``softmax(alpha)`` (pruned ops at 0)."""
+    return F.softmax(logits, dim=-1), active_ops
 
 
 class SearchCell(Cell):
@@ -40,20 +56,18 @@ class SearchCell(Cell):
         settings: OpSettings,
         alpha_init_scale: float = 1e-3,
         *,
-        partial_channel_k: int = 1,
+        mixed_op: MixedOpFactory = MixedOp,
+        selector: Selector = softmax_selector,
         edge_normalization: bool = False,
         persistent_op_mask: bool = False,
+        checkpoint_activations: bool = False,
     ) -> None:
-        if partial_channel_k == 1:
-            make_op = lambda index: MixedOp(channels, op_names, settings)  # noqa: E731
-        else:
-            make_op = lambda index: PartialChannelMixedOp(channels, op_names, settings, partial_channel_k)  # noqa: E731
         super().__init__(
             num_inputs,
             channels,
             num_nodes,
             edges=all_edges(num_inputs, num_nodes),
-            make_op=make_op,
+            make_op=lambda index: mixed_op(channels, op_names, settings),
             affine=settings.affine,
         )
         self.op_names = tuple(op_names)
@@ -65,9 +79,9 @@ class SearchCell(Cell):
         # In the state dict only when pruning is on (so plain checkpoints keep their keys).
         self.register_buffer("op_mask", torch.ones(len(self.edges), len(self.op_names), dtype=torch.bool),
                              persistent=persistent_op_mask)
-        self._active_ops: list[list[int]] | None = None  # None: every op of every edge is active
-        self.sampler: GumbelSampler | None = None
-        self.checkpoint_activations = False
+        self._active_ops: EdgeOps = None  # None: every op of every edge is active
+        self.selector = selector
+        self.checkpoint_activations = checkpoint_activations
 
     # ---- architecture weights ---------------------------------------------------------------
     def masked_alphas(self) -> Tensor:
@@ -76,8 +90,9 @@ class SearchCell(Cell):
             return self.alphas
         return self.alphas.masked_fill(~self.op_mask, float("-inf"))
 
-    def edge_weights(self) -> Tensor:
-        return F.softmax(self.masked_alphas(), dim=-1)  # (num_edges, num_ops)
+    def op_weights(self) -> Tensor:
+        """``softmax(alpha)`` of each edge's ops, pruned ops at 0: ``(num_edges, num_ops)``."""
+        return F.softmax(self.masked_alphas(), dim=-1)
 
     def edge_scales(self) -> Tensor | None:
         """PC-DARTS's edge normalisation: ``softmax(betas)`` over each node's incoming edges."""
@@ -115,13 +130,9 @@ class SearchCell(Cell):
 
     # ---- forward ----------------------------------------------------------------------------
     def forward(self, inputs: Sequence[Tensor]) -> Tensor:  # type: ignore[override]
-        if self.sampler is not None and not self.alphas.is_meta:  # GDAS (on the meta device: the full mixture)
-            weights, edge_ops = self.sampler.sample(self.masked_alphas(), self.training)
-        else:
-            weights, edge_ops = self.edge_weights(), self._active_ops
+        weights, edge_ops = self.selector(self.masked_alphas(), self._active_ops, self.training)
+        edge_args = (weights, [None] * len(self.edges) if edge_ops is None else edge_ops)  # each edge: op(x, w, ops)
         scales = self.edge_scales()
         if self.checkpoint_activations and torch.is_grad_enabled():
-            return checkpoint(Cell.forward, self, inputs, weights, edge_ops, scales, use_reentrant=False)
-        if edge_ops is None and scales is None:
-            return super().forward(inputs, edge_weights=weights)  # plain DARTS
-        return super().forward(inputs, weights, edge_ops, scales)
+            return checkpoint(Cell.forward, self, inputs, edge_args, scales, use_reentrant=False)
+        return super().forward(inputs, edge_args, scales)

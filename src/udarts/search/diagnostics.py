@@ -2,7 +2,7 @@
 warnings ``udarts derive`` and the end of a search print.
 
 Everything here is a pure function of a cell's softmax weights (``(num_edges, num_ops)``, one
-row per edge in :func:`udarts.nets.cell.all_edges` order: the rows ``SuperNet.alphas_softmax()``
+row per edge in :func:`udarts.space.all_edges` order: the rows ``SuperNet.alphas_softmax()``
 gives and ``alphas.jsonl`` stores), optionally its PC-DARTS edge weights (``softmax(betas)``
 over each node's incoming edges, ``edge_weights`` in ``alphas.jsonl``), and the cell's derived
 genotype. Per cell:
@@ -35,10 +35,9 @@ from typing import Any, Mapping, Sequence, TextIO
 import torch
 from torch import Tensor
 
-from udarts.genotype import IDENTITY_OP, CellGenotype, Genotype, derive
-from udarts.nets.cell import all_edges, nodes_for_edges
-from udarts.nets.ushape import cell_slots
-from udarts.ops import NONE_OP
+from udarts.genotype import CellGenotype, Genotype, derive
+from udarts.ops import IDENTITY_OP, NONE_OP
+from udarts.space import all_edges, cell_slots, nodes_for_edges
 
 ENTROPY_WARNING = 0.95
 """A cell whose normalised alpha entropy is above this is weakly determined: its weights are

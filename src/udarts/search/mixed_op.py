@@ -5,7 +5,7 @@ the softmax(alpha)-weighted sum of every candidate op applied to its input.
 op a GDAS step sampled (``udarts.search.sampling``) or only the ops progressive pruning kept
 (``udarts.search.pruning``). An op left out of the sum costs nothing, neither time nor memory.
 
-``checkpoint_activations`` (set by ``SuperNet(checkpoint_edges=True)``) keeps only the edge's
+``checkpoint_activations`` (``SuperNet(checkpoint_edges=True)`` builds its mixed ops with it) keeps only the edge's
 input and output for the backward pass and recomputes the ops' inner activations there
 (``torch.utils.checkpoint``): the finest-grained checkpointing of the search, at the cost of one
 more forward pass of the mixed ops.
@@ -38,11 +38,11 @@ def mixed_output(mixed_op: nn.Module, x: Tensor, weights: Tensor, op_indices: Se
 
 
 class MixedOp(nn.Module):
-    def __init__(self, channels: int, op_names: Sequence[str], settings: OpSettings) -> None:
+    def __init__(self, channels: int, op_names: Sequence[str], settings: OpSettings, *, checkpoint_activations: bool = False) -> None:
         super().__init__()
         self.op_names = tuple(op_names)
         self.ops = nn.ModuleList(build_op(name, channels, settings) for name in self.op_names)
-        self.checkpoint_activations = False
+        self.checkpoint_activations = checkpoint_activations
 
     def forward(self, x: Tensor, weights: Tensor, op_indices: Sequence[int] | None = None) -> Tensor:
         """``weights``: ``(num_ops,)``; ``op_indices``: the ops to compute (default: all)."""

@@ -32,7 +32,9 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
 class PartialChannelMixedOp(nn.Module):
     """A mixed op over the first ``channels / k`` channels; the rest bypass it; then a shuffle."""
 
-    def __init__(self, channels: int, op_names: Sequence[str], settings: OpSettings, k: int) -> None:
+    def __init__(
+        self, channels: int, op_names: Sequence[str], settings: OpSettings, k: int, *, checkpoint_activations: bool = False,
+    ) -> None:
         super().__init__()
         if k < 1 or channels % k:
             raise ValueError(
@@ -42,10 +44,8 @@ class PartialChannelMixedOp(nn.Module):
         self.partial_channels = channels // k
         self.op_names = tuple(op_names)
         self.ops = nn.ModuleList(build_op(name, self.partial_channels, settings) for name in self.op_names)
-        self.checkpoint_activations = False
+        self.checkpoint_activations = checkpoint_activations
 
     def forward(self, x: Tensor, weights: Tensor, op_indices: Sequence[int] | None = None) -> Tensor:
-        if self.k == 1:
-            return mixed_output(self, x, weights, op_indices)
         mixed = mixed_output(self, x[:, : self.partial_channels], weights, op_indices)  # (B, C/k, H, W)
         return channel_shuffle(torch.cat([mixed, x[:, self.partial_channels :]], dim=1), self.k)  # (B, C, H, W)

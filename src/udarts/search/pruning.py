@@ -24,11 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import torch
 from torch import Tensor
 
-from udarts.nets.cell import Edge
 from udarts.ops import NONE_OP
+from udarts.space import Edge
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def prune(model: Any, schedule: PruningSchedule) -> list[dict[str, Any]]:
     ``{"cell", "edge": [node, source], "dropped": [names], "weights": {name: w}, "kept": [names]}``."""
     records = []
     for slot, cell in zip(model.slots, model.cells):
-        weights = cell.edge_weights().detach().float().cpu()
+        weights = cell.op_weights().detach().float().cpu()
         mask = cell.op_mask.detach().cpu().clone()
         for edge_index, (edge, active) in enumerate(zip(cell.edges, cell.active_ops())):
             dropped = ops_to_drop(weights[edge_index], active, model.op_names, schedule.ops_per_step, schedule.min_ops)
@@ -100,10 +99,3 @@ def _record(cell_name: str, edge: Edge, op_names: Sequence[str], weights: Tensor
 def count_active_ops(model: Any) -> int:
     return int(sum(int(cell.op_mask.sum()) for cell in model.cells))
 
-
-def op_masks_from_state(state_dict: dict[str, Tensor], num_cells: int) -> list[Tensor] | None:
-    """The op masks of a supernet state dict, or ``None`` when the search did not prune."""
-    keys = [f"cells.{index}.op_mask" for index in range(num_cells)]
-    if not all(key in state_dict for key in keys):
-        return None
-    return [torch.as_tensor(state_dict[key], dtype=torch.bool) for key in keys]

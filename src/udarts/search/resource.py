@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from udarts.ops import OpSettings, build_op
-from udarts.nets.ushape import DOWNSAMPLING
+from udarts.space import DOWNSAMPLING
 
 
 def op_flops(op_names: Sequence[str], channels: int, height: int, width: int, settings: OpSettings) -> list[int]:
@@ -65,7 +65,7 @@ class ExpectedFlopsPenalty:
     def expected_gflops(self) -> Tensor:
         total = None
         for cell, table in zip(self.model.cells, self.gflops_tables):
-            weights = cell.edge_weights()  # (num_edges, num_ops)
+            weights = cell.op_weights()  # (num_edges, num_ops)
             term = (weights * table.to(weights.device, weights.dtype)).sum()
             total = term if total is None else total + term
         return total

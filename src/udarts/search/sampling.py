@@ -19,12 +19,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-TAU_SCHEDULES = ("linear", "exponential")
+
+def linear_tau(start: float, end: float, progress: float) -> float:
+    return start - (start - end) * progress
+
+
+def exponential_tau(start: float, end: float, progress: float) -> float:
+    return start * math.exp(progress * math.log(end / start))
+
+
+# name -> tau(start, end, progress) for progress in [0, 1)
+TAU_SCHEDULES: dict[str, Callable[[float, float, float], float]] = {"linear": linear_tau, "exponential": exponential_tau}
 
 
 @dataclass(frozen=True)
@@ -43,15 +54,13 @@ class TemperatureSchedule:
         if not (self.start > 0 and self.end > 0):
             raise ValueError(f"search.tau_max and search.tau_min must be > 0, got {self.start} and {self.end}")
         if self.kind not in TAU_SCHEDULES:
-            raise ValueError(f"search.tau_schedule must be one of {TAU_SCHEDULES}, got {self.kind!r}")
+            raise ValueError(f"search.tau_schedule must be one of {tuple(TAU_SCHEDULES)}, got {self.kind!r}")
 
     def at(self, epoch: int, epochs: int) -> float:
         progress = min(1.0, epoch / (epochs - 1)) if epochs > 1 else 1.0
         if progress >= 1.0:
             return self.end
-        if self.kind == "linear":
-            return self.start - (self.start - self.end) * progress
-        return self.start * math.exp(progress * math.log(self.end / self.start))
+        return TAU_SCHEDULES[self.kind](self.start, self.end, progress)
 
 
 def gumbel_noise(shape: torch.Size, generator: torch.Generator | None = None) -> Tensor:
@@ -70,7 +79,12 @@ def straight_through_sample(logits: Tensor, noise: Tensor, tau: float) -> tuple[
 
 
 class GumbelSampler:
-    """Draws one op per edge per forward pass (training), or takes the argmax (eval)."""
+    """Draws one op per edge per forward pass (training), or takes the argmax (eval).
+
+    A search cell's selector (``udarts.search.cell``): ``SuperNet`` builds one for all its cells
+    in the sampled modes, and sets its temperature and seed (``set_temperature``,
+    ``reseed_sampler``). On the meta device (counting FLOPs) it selects DARTS's full mixture.
+    """
 
     def __init__(self, tau: float = 10.0, seed: int = 0) -> None:
         self.tau = tau
@@ -78,6 +92,13 @@ class GumbelSampler:
 
     def reseed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
+
+    def __call__(self, logits: Tensor, active_ops: list[list[int]] | None, training: bool) -> tuple[Tensor, list[list[int]] | None]:
+        """(weights ``(num_edges, num_ops)``, the op indices each edge computes); pruned ops
+        (``-inf`` logits) are never sampled, so ``active_ops`` only matters on the meta device."""
+        if logits.is_meta:
+            return F.softmax(logits, dim=-1), active_ops
+        return self.sample(logits, training)
 
     def sample(self, logits: Tensor, training: bool) -> tuple[Tensor, list[list[int]]]:
         """(weights ``(num_edges, num_ops)``, ``[[op index]]`` per edge)."""

@@ -11,6 +11,11 @@ holding its own alphas (the paper: "each cell has its own architecture parameter
 - ``pc_gdas``: both savings at once: one sampled op per edge, on ``1/K`` of the channels, with
   the edge-normalisation betas (the cheapest step).
 
+A mode is a composition of the search cell's parts (``udarts.search.cell``), fixed when the
+cells are built: the mixed op (``MixedOp``, or ``PartialChannelMixedOp`` in the pc modes), the
+selector (``softmax_selector``, or one ``GumbelSampler`` shared by every cell in the sampled
+modes) and PC-DARTS's edge normalisation (pc modes).
+
 ``prunable`` keeps each cell's op mask (``udarts.search.pruning``) in the state dict, and
 ``checkpoint_cells`` recomputes every cell's activations in the backward pass; ``checkpoint_edges``
 recomputes every mixed op's inner activations (keeping only edge inputs and outputs).
@@ -18,14 +23,18 @@ recomputes every mixed op's inner activations (keeping only edge inputs and outp
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 from torch import Tensor, nn
 
-from udarts.nets.ushape import CellSlot, UShapedNet
+from udarts.nets.ushape import UShapedNet
 from udarts.ops import NONE_OP, PAPER_OPS, OpSettings, check_op_names
-from udarts.search.cell import SearchCell
+from udarts.search.cell import SearchCell, softmax_selector
+from udarts.search.mixed_op import MixedOp
+from udarts.search.partial_channel import PartialChannelMixedOp
 from udarts.search.sampling import GumbelSampler
+from udarts.space import CellSlot
 
 SEARCH_MODES = ("darts", "gdas", "pc_darts", "pc_gdas")
 SAMPLED_MODES = ("gdas", "pc_gdas")  # one op per edge per step, from a Gumbel sampler
@@ -59,12 +68,17 @@ class SuperNet(UShapedNet):
         if mode not in SEARCH_MODES:
             raise ValueError(f"search.mode must be one of {SEARCH_MODES}, got {mode!r}")
         partial = mode in PARTIAL_CHANNEL_MODES
+        if partial and partial_channel_k != 1:
+            mixed_op = functools.partial(PartialChannelMixedOp, k=partial_channel_k, checkpoint_activations=checkpoint_edges)
+        else:  # K = 1: every channel goes through the ops, the plain mixed op
+            mixed_op = functools.partial(MixedOp, checkpoint_activations=checkpoint_edges)
+        sampler = GumbelSampler() if mode in SAMPLED_MODES else None
 
         def make_cell(slot: CellSlot) -> nn.Module:
             return SearchCell(
                 slot.num_inputs, slot.channels, num_nodes, op_names, settings,
-                partial_channel_k=partial_channel_k if partial else 1, edge_normalization=partial,
-                persistent_op_mask=prunable,
+                mixed_op=mixed_op, selector=softmax_selector if sampler is None else sampler,
+                edge_normalization=partial, persistent_op_mask=prunable, checkpoint_activations=checkpoint_cells,
             )
 
         super().__init__(in_channels, num_classes, width, make_cell, affine=settings.affine)
@@ -72,12 +86,7 @@ class SuperNet(UShapedNet):
         self.num_nodes = num_nodes
         self.settings = settings
         self.mode = mode
-        self.sampler = GumbelSampler() if mode in SAMPLED_MODES else None
-        for cell in self.cells:
-            cell.sampler = self.sampler
-            cell.checkpoint_activations = checkpoint_cells
-            for mixed_op in cell.ops:
-                mixed_op.checkpoint_activations = checkpoint_edges
+        self.sampler = sampler  # the selector every cell shares in the sampled modes, else None
 
     def alpha_parameters(self) -> list[nn.Parameter]:
         """The alphas, one ``(num_edges, num_ops)`` parameter per cell, in cell order C1..C8."""
@@ -98,7 +107,7 @@ class SuperNet(UShapedNet):
 
     def alphas_softmax(self) -> list[Tensor]:
         """``softmax(alpha)`` per cell, pruned ops at 0."""
-        return [cell.edge_weights().detach() for cell in self.cells]
+        return [cell.op_weights().detach() for cell in self.cells]
 
     def edge_normalization_weights(self) -> list[Tensor] | None:
         """Per cell, ``softmax(betas)`` over each node's incoming edges; ``None`` without betas."""
@@ -116,7 +125,3 @@ class SuperNet(UShapedNet):
     def reseed_sampler(self, seed: int) -> None:
         if self.sampler is not None:
             self.sampler.reseed(seed)
-
-    def set_checkpoint_cells(self, enabled: bool) -> None:
-        for cell in self.cells:
-            cell.checkpoint_activations = enabled

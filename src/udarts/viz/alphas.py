@@ -1,7 +1,7 @@
 """Heatmaps of a search's architecture weights (softmax of each cell's alphas), from ``alphas.jsonl``.
 
 ``alphas.jsonl`` has one line per epoch: ``{"epoch": e, "op_names": [...], "cells": {"C1": [[w, ...], ...], ...}}``,
-one row per edge (node-major, as :func:`udarts.nets.cell.all_edges` orders them) and one column
+one row per edge (node-major, as :func:`udarts.space.all_edges` orders them) and one column
 per op. Two figures:
 
 - :func:`plot_final_alphas`: per cell, edges x ops at the last logged epoch; with a genotype,
@@ -19,8 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from udarts.genotype import Genotype
-from udarts.nets.cell import all_edges, nodes_for_edges
-from udarts.nets.ushape import cell_slots
+from udarts.space import all_edges, cell_slots, nodes_for_edges
 from udarts.viz.figures import new_figure, save_figure
 from udarts.viz.genotype_plot import state_names
 

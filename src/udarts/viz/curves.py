@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from udarts.engine.logs import series
+from udarts.io import series
 from udarts.viz.figures import new_figure, save_figure
 
 Records = Sequence[Mapping[str, Any]]

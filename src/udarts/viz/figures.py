@@ -13,6 +13,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from udarts.io import atomic_write
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 110
 
@@ -25,13 +27,8 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
-    """Write ``figure`` as a PNG to ``path`` (temp file + rename) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    figure.savefig(tmp, format="png")
-    os.replace(tmp, path)
-    return path
+    """Write ``figure`` as a PNG to ``path`` (``udarts.io.atomic_write``) and return the path."""
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"), make_parent=True)
 
 
 def is_png(path: str | os.PathLike) -> bool:

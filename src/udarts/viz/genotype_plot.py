@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from udarts.genotype import CellGenotype, Genotype
-from udarts.nets.ushape import cell_slots
+from udarts.space import cell_slots
 from udarts.viz.figures import new_figure, save_figure
 
 INPUT_COLOUR = "#d9d9d9"

@@ -1,5 +1,5 @@
 """``udarts report RUN_DIR``: plots and a Markdown summary of a train run or a search run, read
-from the run folder alone (comparison folders are rendered by :func:`udarts.engine.compare.render`).
+from the run folder alone (comparison folders are rendered by :func:`udarts.app.compare.render`).
 
 - train run: ``curves.png`` (loss and val mIoU per epoch) and ``summary.md`` (model, size,
   budget, final and best metrics, per-class IoU of the final epoch).
@@ -23,9 +23,10 @@ from typing import Any
 
 import yaml
 
-from udarts.engine.compare import COMPARISON_FILE, format_count, format_seconds
-from udarts.engine.logs import read_jsonl
-from udarts.engine.runs import atomic_write_text, load_checkpoint
+from udarts.app.compare.plan import COMPARISON_FILE
+from udarts.app.compare.render import format_count, format_seconds
+from udarts.checkpoints import load_trained
+from udarts.io import atomic_write_text, read_jsonl
 
 CURVES_PNG = "curves.png"
 ALPHAS_FINAL_PNG = "alphas_final.png"
@@ -121,11 +122,9 @@ def _model_line(path: Path, config: dict[str, Any]) -> tuple[str, list[str] | No
     if not checkpoint.is_file():
         return f"{train.get('model', '?')} (no checkpoint yet)", None
     from udarts.complexity import count_flops, count_parameters
-    from udarts.models import build_model
 
-    state = load_checkpoint(checkpoint)
+    model, state = load_trained(checkpoint)
     spec = state["model_spec"]
-    model = build_model(spec)
     height, width = state["image_size"]
     flops = count_flops(model, (1, 3, height, width))
     if spec["name"] == "searchnet":

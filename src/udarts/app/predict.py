@@ -21,6 +21,7 @@ from tqdm import tqdm
 from udarts.data.base import DatasetError
 from udarts.data.pairs import IMAGE_EXTENSIONS, read_rgb, single_threaded_torch
 from udarts.data.transforms import eval_transform
+from udarts.io import atomic_write
 from udarts.viz.overlay import colorize, overlay
 
 PathLike = str | Path
@@ -120,8 +121,10 @@ def predict_paths(
                 prediction = predict_image(model, image, image_size=size, device=device)
                 mask_path = output_folder / f"{image_path.stem}_mask.png"
                 overlay_path = output_folder / f"{image_path.stem}_overlay.png"
-                Image.fromarray(colorize(prediction, palette)).save(mask_path)
-                Image.fromarray(overlay(np.asarray(image), prediction, palette)).save(overlay_path)
+                mask_image = Image.fromarray(colorize(prediction, palette))
+                overlay_image = Image.fromarray(overlay(np.asarray(image), prediction, palette))
+                atomic_write(mask_path, lambda tmp: mask_image.save(tmp, format="PNG"))
+                atomic_write(overlay_path, lambda tmp: overlay_image.save(tmp, format="PNG"))
                 written += [mask_path, overlay_path]
     finally:
         model.train(was_training)

@@ -1,0 +1,73 @@
+"""Genotype files from a search checkpoint (``udarts derive``) or drawn at random from the space
+(``udarts sample``, the baseline every search must beat)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from udarts.builders import check_u_input_size, search_meta, search_op_settings, search_ops
+from udarts.config import Config, ConfigError
+
+KEEP = "keep"  # derive's max_identity: the search's own search.max_identity
+
+
+def derive_genotype(checkpoint: str | Path, top_k: int | None = None, max_identity: int | None | str = KEEP,
+                    out: str | Path | None = None) -> Path:
+    """Derive the genotype of a search checkpoint (a run folder means its ``last.pt``) with
+    ``top_k`` kept edges per node and at most ``max_identity`` identity edges per cell (default:
+    the search's own), write it and print warnings for weakly determined or degenerate cells.
+
+    Without ``out`` it goes beside the checkpoint: ``genotype.json`` with the search's own
+    settings, ``genotype-top<K>[-maxid<N>].json`` otherwise."""
+    from udarts.engine.runs import load_checkpoint
+    from udarts.genotype import architecture_from_state, derive
+    from udarts.search.diagnostics import diagnose, genotype_warnings, print_warnings, softmax_weights
+
+    state = load_checkpoint(checkpoint, kind="search")
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"--top-k: expected an integer >= 1, got {top_k}")
+    config = Config.from_dict(state["config"], f"{checkpoint} (config)")
+    op_names = search_ops(config)
+    architecture = architecture_from_state(state["model"], config.model.num_nodes)  # alphas, edge scales, pruning masks
+    top_k = config.search.top_k if top_k is None else top_k
+    max_identity = config.search.max_identity if max_identity == KEEP else max_identity
+    meta = {**search_meta(config), "epochs_done": state["epoch"], "top_k": top_k, "max_identity": max_identity}
+    genotype = derive(architecture["alphas"], op_names, config.model.num_nodes, top_k, search_op_settings(config), meta,
+                      edge_scales=architecture["edge_scales"], op_masks=architecture["op_masks"], max_identity=max_identity)
+    source = Path(checkpoint)
+    if out is None:  # the search's own genotype.json is only rewritten with the search's own settings
+        name = "genotype.json"
+        if (top_k, max_identity) != (config.search.top_k, config.search.max_identity):
+            name = f"genotype-top{top_k}" + (f"-maxid{max_identity}" if max_identity is not None else "") + ".json"
+        out = (source if source.is_dir() else source.parent) / name
+    genotype.save(out)
+    weights = softmax_weights(architecture["alphas"], architecture["op_masks"])
+    print_warnings(genotype_warnings(diagnose(weights, op_names, genotype, architecture["edge_scales"])))
+    print(f"genotype: {out} (top_k {top_k}, max_identity {max_identity})")
+    return Path(out)
+
+
+def sample_genotype_files(config: Config, num: int, seed: int, out: str | Path, *, flops_budget: float | None = None,
+                          width: int | None = None, num_classes: int = 11) -> list[Path]:
+    """``num`` genotypes drawn uniformly from the config's space (``model.ops``, ``model.num_nodes``,
+    ``search.top_k``) as ``out/random-<seed>-<index>.json``; with ``flops_budget``, only those whose
+    SEARCH-Net at ``width`` fits it (``udarts.random_genotypes``)."""
+    from udarts.random_genotypes import sample_genotypes
+
+    if flops_budget is not None and width is None:
+        raise ConfigError("--flops-budget needs --width: the SEARCH-Net width the FLOPs are counted at")
+    if width is not None:
+        check_u_input_size(config)
+    try:
+        drawn = sample_genotypes(
+            num, seed, search_ops(config), config.model.num_nodes, config.search.top_k, search_op_settings(config),
+            flops_budget=flops_budget, width=width, image_size=config.data.image_size, num_classes=num_classes,
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    paths = []
+    for genotype, gflops in drawn:
+        path = genotype.save(Path(out) / f"random-{seed}-{genotype.search['index']:03d}.json")
+        paths.append(path)
+        print(f"{path}" + ("" if gflops is None else f"  {gflops:.3f} GFLOPs at width {width}"))
+    return paths

@@ -1,0 +1,26 @@
+"""The README's Python API example runs as written (search -> derive -> train -> evaluate)."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def api_example() -> str:
+    text = README.read_text()
+    section = text[text.index("### Python API"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(api_example(), "README.md (Python API)", "exec"), {})
+    printed = capsys.readouterr().out
+    miou = re.search(r"val mIoU (\d+\.\d) \(best epoch on val: (\d+\.\d)\)", printed)
+    assert miou is not None, printed
+    assert (tmp_path / "runs/api/search/genotype.json").is_file() and (tmp_path / "runs/api/top1.json").is_file()
+    assert (tmp_path / "runs/api/train/best.pt").is_file()
+    # the best checkpoint was chosen on val, so evaluating it on val gives the best epoch's mIoU
+    assert miou.group(1) == miou.group(2)
+    top1 = (tmp_path / "runs/api/top1.json").read_text()
+    assert '"top_k": 1' in top1
