@@ -127,3 +127,31 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
     quality.main()  # reports the finished candidates, runs nothing
     assert [row["label"] for row in json.loads(table.read_text())] == [row["label"] for row in outcomes]
     assert quality.kendall_tau([1, 2, 3], [1, 2, 3]) == 1 and quality.kendall_tau([1, 2, 3], [3, 2, 1]) == -1
+
+
+def test_protocol_bench_trains_scores_and_reuses(tmp_path, shared_data, monkeypatch, capsys):
+    """SEARCH-Net against the UNet on CamVid at a tiny size, 2 seeds each: held-out best and last
+    epoch, val of best.pt, costs; a re-run trains nothing."""
+    camvid = shared_data / "camvid"
+    if not camvid.is_dir():
+        pytest.skip(f"CamVid not found at {camvid}")
+    protocol = load("bench_protocol")
+    config = tmp_path / "train.yaml"
+    config.write_text("data: {name: camvid, image_size: [32, 32], batch_size: 32}\nmodel: {width: 4}\n"
+                      "train: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 0.0, model_scale: cpu}\n")
+    out, table = tmp_path / "protocol", tmp_path / "protocol.json"
+    argv = ["bench_protocol.py", "--root", str(camvid), "--out", str(out), "--config", str(config), "--seeds", "0,1",
+            "--models", "searchnet,unet", "--repeats", "2", "--json", str(table)]
+    monkeypatch.setattr(sys, "argv", argv)
+    protocol.main()
+    results = json.loads(table.read_text())
+    assert set(results) == {"searchnet", "unet"}
+    for result in results.values():
+        assert [run["seed"] for run in result["runs"]] == [0, 1] and result["gflops"] > 0 and result["latency_ms"] > 0
+        assert all(0 <= run[key] <= 1 for run in result["runs"] for key in ("holdout_best", "holdout_last", "val"))
+        assert all(run["holdout_best"] >= run["holdout_last"] for run in result["runs"])
+    printed = capsys.readouterr().out
+    assert "| SEARCH-Net | 0,1 |" in printed and "| UNet (classic) | 0,1 |" in printed
+    first = {path: path.stat().st_mtime for path in out.glob("*/best.pt")}
+    protocol.main()
+    assert {path: path.stat().st_mtime for path in out.glob("*/best.pt")} == first

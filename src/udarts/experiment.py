@@ -179,6 +179,20 @@ def _rank_slices(loader, distributed):
         raise ConfigError(str(error)) from error
 
 
+def _start(kind: str, config: Config, out: str | Path | None, resume: str | Path | None):
+    """``(run, checkpoint, distributed, device)`` at the start of a ``kind`` run, before any data is
+    read: the input size and the new folder checked (or the resumed run reopened), this process
+    joined to its torchrun group, every generator seeded."""
+    if kind == "search" or config.train.model == "searchnet":
+        check_u_input_size(config)
+    if resume is None:
+        check_new_run(out, config)
+    run, state = _reopen(resume, kind, config) if resume is not None else (None, None)
+    distributed, device = _join_processes(config)
+    seed_everything(config.seed)
+    return run, state, distributed, device
+
+
 def _continue_rates(optimizer, rate: float) -> None:
     for group in optimizer.param_groups:  # a lower rate given with resume, to continue after a divergence
         group["lr"] = rate
@@ -198,13 +212,8 @@ def run_search(config: Config, out: str | Path | None = None, *, resume: str | P
     from udarts.search.pruning import PruningSchedule
     from udarts.search.sampling import TemperatureSchedule
 
-    check_u_input_size(config)
-    if resume is None:
-        check_new_run(out, config)
-    run, state = _reopen(resume, "search", config) if resume is not None else (None, None)
-    distributed, device = _join_processes(config)
+    run, state, distributed, device = _start("search", config, out, resume)
     is_main = distributed is None or distributed.is_main
-    seed_everything(config.seed)
     train_set = build_split(config, "train", augment=True)
     if len(train_set) < 2 * config.data.batch_size:
         raise DatasetError(f"search needs at least 2 batches of training images ({2 * config.data.batch_size}) to cut the "
@@ -279,14 +288,8 @@ def run_train(config: Config, out: str | Path | None = None, *, resume: str | Pa
     from udarts.losses import build_loss
     from udarts.models import build_model
 
-    if config.train.model == "searchnet":
-        check_u_input_size(config)
-    if resume is None:
-        check_new_run(out, config)
-    run, state = _reopen(resume, "train", config) if resume is not None else (None, None)
-    distributed, device = _join_processes(config)
+    run, state, distributed, device = _start("train", config, out, resume)
     is_main = distributed is None or distributed.is_main
-    seed_everything(config.seed)
     train_set = build_split(config, "train", augment=True)
     val_set = build_split(config, config.train.select_split, augment=False)
     info = dataset_info(train_set)

@@ -61,30 +61,29 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int | None = Non
     return F.cross_entropy(at_least_float32(logits), target, ignore_index=-100 if ignore_index is None else ignore_index)
 
 
-class DiceLoss(nn.Module):
+class _SegmentationLoss(nn.Module):
+    """A loss of logits ``(B, K, H, W)`` against ``(B, H, W)`` that skips ``ignore_index``."""
+
     def __init__(self, ignore_index: int | None = None) -> None:
         super().__init__()
         self.ignore_index = ignore_index
 
+
+class DiceLoss(_SegmentationLoss):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         return dice_loss(logits, target, self.ignore_index)
 
 
-class CrossEntropyLoss(nn.Module):
-    def __init__(self, ignore_index: int | None = None) -> None:
-        super().__init__()
-        self.ignore_index = ignore_index
-
+class CrossEntropyLoss(_SegmentationLoss):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         return cross_entropy(logits, target, self.ignore_index)
 
 
-class DiceCELoss(nn.Module):
+class DiceCELoss(_SegmentationLoss):
     """``dice_weight * Dice + ce_weight * cross-entropy``."""
 
     def __init__(self, ignore_index: int | None = None, dice_weight: float = 1.0, ce_weight: float = 1.0) -> None:
-        super().__init__()
-        self.ignore_index = ignore_index
+        super().__init__(ignore_index)
         self.dice_weight = dice_weight
         self.ce_weight = ce_weight
 

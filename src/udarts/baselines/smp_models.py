@@ -59,29 +59,26 @@ def smp_architecture(name: str) -> type[nn.Module]:
     raise ValueError(f"unknown smp baseline {name!r}; valid names: {', '.join(SMP_BASELINES)}")
 
 
+# scale -> its encoder; the scales' order is that of the value pairs in DECODER_OPTIONS
+SCALE_ENCODERS = {"paper": PAPER_ENCODER, "cpu": CPU_ENCODER}
+_UNET_DECODER = {"decoder_channels": ((256, 128, 64, 32, 16), (128, 64, 32, 16, 16))}
+# baseline -> smp decoder keyword -> (value at "paper", value at "cpu")
+DECODER_OPTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
+    "unet_resnet34": _UNET_DECODER,
+    "unetpp": _UNET_DECODER,
+    "fpn": {"decoder_pyramid_channels": (256, 128), "decoder_segmentation_channels": (128, 64)},
+    "deeplabv3": {"decoder_channels": (256, 128), "encoder_output_stride": (8, 16)},
+}
+
+
 def default_options(name: str, scale: str) -> dict[str, Any]:
     """The smp constructor keywords of baseline ``name`` at ``scale`` ("paper" or "cpu")."""
-    if scale == "paper":
-        options: dict[str, Any] = {"encoder_name": PAPER_ENCODER}
-        if name in ("unet_resnet34", "unetpp"):
-            options["decoder_channels"] = (256, 128, 64, 32, 16)
-        elif name == "fpn":
-            options.update(decoder_pyramid_channels=256, decoder_segmentation_channels=128)
-        elif name == "deeplabv3":
-            options.update(decoder_channels=256, encoder_output_stride=8)
-    elif scale == "cpu":
-        options = {"encoder_name": CPU_ENCODER}
-        if name in ("unet_resnet34", "unetpp"):
-            options["decoder_channels"] = (128, 64, 32, 16, 16)
-        elif name == "fpn":
-            options.update(decoder_pyramid_channels=128, decoder_segmentation_channels=64)
-        elif name == "deeplabv3":
-            options.update(decoder_channels=128, encoder_output_stride=16)
-    else:
+    if scale not in SCALE_ENCODERS:
         raise ValueError(f"scale must be 'paper' or 'cpu', got {scale!r}")
     smp_architecture(name)  # rejects unknown names
-    options["encoder_weights"] = None
-    return options
+    column = list(SCALE_ENCODERS).index(scale)
+    decoder = {keyword: values[column] for keyword, values in DECODER_OPTIONS[name].items()}
+    return {"encoder_name": SCALE_ENCODERS[scale], **decoder, "encoder_weights": None}
 
 
 class SegmentationModelsNetwork(nn.Module):

@@ -34,7 +34,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from udarts.data.base import DatasetError
-from udarts.data.pairs import PairedFileDataset, SamplePair, find_images
+from udarts.data.pairs import LoadOptions, PairedFileDataset, SamplePair, find_images
 
 CAMVID_CLASS_NAMES = (
     "Sky",
@@ -200,10 +200,5 @@ class CamVid(PairedFileDataset):
             ignore_index=CAMVID_IGNORE_INDEX,
             palette=CAMVID_PALETTE,
             name="CamVid",
-            root=folder,
-            split=split,
-            image_size=image_size,
-            augment=augment,
-            cache=cache,
-            on_bad_sample=on_bad_sample,
+            options=LoadOptions(folder, split, image_size, augment, cache, on_bad_sample),
         )

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from udarts.data.base import DatasetError
-from udarts.data.pairs import PairedFileDataset, SamplePair, find_images, generated_palette
+from udarts.data.pairs import LoadOptions, PairedFileDataset, SamplePair, find_images, generated_palette
 
 CONFIG_NAMES = ("dataset.yaml", "dataset.yml", "dataset.json")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
@@ -170,11 +170,6 @@ class FolderDataset(PairedFileDataset):
             ignore_index=self.config.ignore_index,
             palette=self.config.palette,
             name=f"folder dataset {self.config.path.parent.name!r}",
-            root=self.config.path.parent,
-            split=split,
-            image_size=image_size,
-            augment=augment,
-            cache=cache,
-            on_bad_sample=on_bad_sample,
+            options=LoadOptions(self.config.path.parent, split, image_size, augment, cache, on_bad_sample),
         )
 

@@ -50,6 +50,22 @@ class SamplePair:
     mask: Path
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """Where a split lives and how to load it: the options every :class:`PairedFileDataset` takes.
+
+    ``root`` and ``split`` name the split in messages; ``image_size``, ``augment``, ``cache`` and
+    ``on_bad_sample`` are as :class:`PairedFileDataset` describes.
+    """
+
+    root: Path
+    split: str
+    image_size: tuple[int, int] = (64, 64)
+    augment: bool = False
+    cache: bool = False
+    on_bad_sample: str = "error"
+
+
 class BadSample(NamedTuple):
     """A sample left out by ``on_bad_sample="skip"``: the offending file and why."""
 
@@ -132,11 +148,13 @@ class PairedFileDataset:
       value); any raw value not in it makes the sample bad;
     - ``class_names``, ``ignore_index``, ``palette``: the dataset's classes (``ignore_index`` is
       ``None`` when every pixel is labelled);
-    - ``name``, ``root``, ``split``: for messages.
+    - ``name``: for messages;
+    - ``options``: a :class:`LoadOptions`, whose ``root`` and ``split`` are for messages.
 
-    ``image_size`` is the output (H, W); ``augment`` picks the training augmentation or the
-    deterministic evaluation transform; ``cache`` keeps every decoded sample in memory, resized to
-    the transform's ``input_size`` (uint8, about ``3 * H * W * scale**2`` bytes per image).
+    Of the options, ``image_size`` is the output (H, W); ``augment`` picks the training
+    augmentation or the deterministic evaluation transform; ``cache`` keeps every decoded sample in
+    memory, resized to the transform's ``input_size`` (uint8, about ``3 * H * W * scale**2`` bytes
+    per image).
     """
 
     def __init__(
@@ -148,41 +166,36 @@ class PairedFileDataset:
         ignore_index: int | None,
         palette: Sequence[Sequence[int]],
         name: str,
-        root: Path,
-        split: str,
-        image_size: tuple[int, int] = (64, 64),
-        augment: bool = False,
-        cache: bool = False,
-        on_bad_sample: str = "error",
+        options: LoadOptions,
     ) -> None:
-        if on_bad_sample not in BAD_SAMPLE_POLICIES:
-            raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {on_bad_sample!r}")
+        if options.on_bad_sample not in BAD_SAMPLE_POLICIES:
+            raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {options.on_bad_sample!r}")
         self.name = name
-        self.root = Path(root)
-        self.split = split
+        self.root = Path(options.root)
+        self.split = options.split
         self.class_names = tuple(class_names)
         self.ignore_index = ignore_index
         self.palette: Palette = [tuple(int(channel) for channel in colour) for colour in palette]
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.augment = augment
-        self.on_bad_sample = on_bad_sample
-        self.transform = build_transform(self.image_size, augment)
+        self.image_size = (int(options.image_size[0]), int(options.image_size[1]))
+        self.augment = options.augment
+        self.on_bad_sample = options.on_bad_sample
+        self.transform = build_transform(self.image_size, options.augment)
         self._lookup = _build_lookup(raw_to_class)
         self._accepted_raw_values = sorted(raw_to_class)
         self._mask_dtype = torch.uint8 if max(raw_to_class.values()) <= 255 else torch.int32
 
         if not pairs:
             raise DatasetError(f"{self.describe()} is empty: no image/mask pairs were found")
-        self.samples, self.skipped, cached = self._scan(list(pairs), cache)
+        self.samples, self.skipped, cached = self._scan(list(pairs), options.cache)
         if self.skipped:
             logger.warning("%s: skipped %d bad sample(s) of %d", self.describe(), len(self.skipped), len(pairs))
         if not self.samples:
             reasons = "; ".join(f"{bad.path}: {bad.reason}" for bad in self.skipped[:3])
             raise DatasetError(f"{self.describe()} has no usable samples: all {len(pairs)} were bad ({reasons} ...)")
-        self.cached = cache
+        self.cached = options.cache
         self._cached_images: Tensor | None = None
         self._cached_masks: Tensor | None = None
-        if cache:
+        if options.cache:
             with single_threaded_torch():
                 self._cached_images = torch.stack([image for image, _ in cached])
                 self._cached_masks = torch.stack([mask for _, mask in cached])

@@ -45,7 +45,7 @@ import hashlib
 from pathlib import Path
 
 from udarts.data.base import DatasetError
-from udarts.data.pairs import PairedFileDataset, SamplePair
+from udarts.data.pairs import LoadOptions, PairedFileDataset, SamplePair
 
 PETS_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
 FOLDER_NAME = "oxford-iiit-pet"
@@ -189,10 +189,5 @@ class OxfordPets(PairedFileDataset):
             ignore_index=None,
             palette=BINARY_PALETTE if target == "binary" else TRIMAP_PALETTE,
             name="Oxford-IIIT Pet",
-            root=folder,
-            split=split,
-            image_size=image_size,
-            augment=augment,
-            cache=cache,
-            on_bad_sample=on_bad_sample,
+            options=LoadOptions(folder, split, image_size, augment, cache, on_bad_sample),
         )

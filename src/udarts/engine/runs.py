@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import yaml
 
-from udarts.io import (  # noqa: F401 - append_line, atomic_write_text and writing are used here and by importers
+from udarts.io import (
     append_line,
     atomic_write,
     atomic_write_text,

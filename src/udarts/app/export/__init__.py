@@ -4,9 +4,10 @@
 
 * ``FILE``: the network, with a dynamic batch and dynamic height and width:
 
-  - ``onnx``: an ONNX model (opset :data:`ONNX_OPSET`), input ``images`` float32 ``(B, 3, H, W)``,
-    output ``logits`` float32 ``(B, K, H, W)``; written by PyTorch's TorchScript-based exporter
-    (``torch.onnx.export(..., dynamo=False)``), which needs neither onnxscript nor a GPU;
+  - ``onnx``: an ONNX model (opset :data:`~udarts.app.export.sidecar.ONNX_OPSET`), input
+    ``images`` float32 ``(B, 3, H, W)``, output ``logits`` float32 ``(B, K, H, W)``; written by
+    PyTorch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``), which needs
+    neither onnxscript nor a GPU;
   - ``exported-program``: a ``torch.export`` program (``torch.export.save``, load it with
     ``torch.export.load(FILE).module()``), whose height and width are declared as multiples of
     the size divisor, so other sizes are refused by the program itself;
@@ -33,9 +34,9 @@ SEARCH-Net          8 (three 2x poolings); other sizes are refused, as in PyTorc
 
 The PyTorch baselines zero-pad other sizes on the bottom/right up to the next multiple and crop
 the logits back (:mod:`udarts.baselines.padding`); the exported graphs contain no padding, so the
-runner here (:class:`ExportedSegmenter`) pads and crops exactly as PyTorch does (``"pad": true``
-in the sidecar's ``size_rule``), and another runtime must do the same. SEARCH-Net has
-``"pad": false``: other sizes are an error, naming the file and the rule.
+runner here (:class:`~udarts.app.export.runtime.ExportedSegmenter`) pads and crops exactly as
+PyTorch does (``"pad": true`` in the sidecar's ``size_rule``), and another runtime must do the
+same. SEARCH-Net has ``"pad": false``: other sizes are an error, naming the file and the rule.
 
 Bad files are errors of type :class:`ExportError` (a :class:`~udarts.config.ConfigError`, so the
 CLI prints one line and exits with status 2): a missing sidecar, a sidecar of another tool, a
@@ -44,45 +45,19 @@ file, and an input size the network cannot take.
 
 The modules: :mod:`~udarts.app.export.sidecar` (the sidecar, the size rule, :class:`ExportError`),
 :mod:`~udarts.app.export.formats` (writing the files), :mod:`~udarts.app.export.runtime` (loading
-and running them) and :mod:`~udarts.app.export.quantize` (int8 ONNX copies). Every name is
-importable from ``udarts.app.export`` itself.
+and running them) and :mod:`~udarts.app.export.quantize` (int8 ONNX copies). The names used
+outside this package (the CLI, tests, benchmarks) are importable from ``udarts.app.export``
+itself; the rest from their modules.
 """
 
 from __future__ import annotations
 
-from udarts.app.export.formats import describe_export, export_checkpoint, export_model, model_sidecar
+from udarts.app.export.formats import describe_export, export_checkpoint, export_model
 from udarts.app.export.quantize import quantize_onnx
-from udarts.app.export.runtime import (
-    ExportedSegmenter,
-    exported_model_and_state,
-    is_exported,
-    load_exported,
-    load_for_inference,
-    onnx_providers,
-)
-from udarts.app.export.sidecar import (
-    EXPORT_FORMATS,
-    INPUT_NAME,
-    ONNX_OPSET,
-    OUTPUT_NAME,
-    PARITY_FAILURE,
-    PARITY_TOLERANCE,
-    QUANTIZE_MODES,
-    SIDECAR_FORMAT,
-    SIDECAR_VERSION,
-    ExportError,
-    check_size,
-    file_sha256,
-    read_sidecar,
-    sidecar_path,
-    size_rule,
-    write_sidecar,
-)
+from udarts.app.export.runtime import load_exported, load_for_inference
+from udarts.app.export.sidecar import ExportError, sidecar_path
 
 __all__ = [
-    "describe_export", "export_checkpoint", "export_model", "model_sidecar", "quantize_onnx", "ExportedSegmenter",
-    "exported_model_and_state", "is_exported", "load_exported", "load_for_inference", "onnx_providers",
-    "EXPORT_FORMATS", "INPUT_NAME", "ONNX_OPSET", "OUTPUT_NAME", "PARITY_FAILURE", "PARITY_TOLERANCE", "QUANTIZE_MODES",
-    "SIDECAR_FORMAT", "SIDECAR_VERSION", "ExportError", "check_size", "file_sha256", "read_sidecar", "sidecar_path",
-    "size_rule", "write_sidecar",
+    "describe_export", "export_checkpoint", "export_model", "quantize_onnx", "load_exported", "load_for_inference",
+    "ExportError", "sidecar_path",
 ]

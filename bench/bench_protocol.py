@@ -1,0 +1,140 @@
+"""SEARCH-Net against the ResNet-34 UNet at the 40-epoch CamVid protocol, scored on an unseen sequence.
+
+Trains (or resumes, or reuses) ``udarts train --config configs/camvid-cpu.yaml`` for each model
+and seed with one training sequence held out (``data.holdout``, default 0006R0, the selection
+split: ``best.pt`` is chosen on it), then reports, side by side:
+
+- held-out mIoU of ``best.pt`` (the number the selection sees) and of the last epoch (chosen by
+  nothing, so free of selection bias), mean +- std over the seeds;
+- CamVid val mIoU of ``best.pt`` (``udarts eval --split val``: val shares its sequence with the
+  training frames, so it rewards fitting a familiar sequence);
+- parameters, forward GFLOPs per image and CPU latency at batch 1, measured in this one process
+  one after the other (median of ``--repeats`` forward passes, one torch thread).
+
+    OMP_NUM_THREADS=1 python bench/bench_protocol.py --root ../shared/data/camvid --out runs/protocol \\
+        --genotype configs/genotypes/camvid-cpu.json --seeds 0,1,2
+
+Run folders are ``OUT/<model>-s<seed>``; a finished one is reused, an interrupted one resumed.
+Prints a Markdown section for BENCHMARKS.md; ``--json FILE`` also writes the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from udarts import experiment
+from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latency
+from udarts.config import resolve
+from udarts.io import atomic_write_text, read_jsonl
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODELS = {"searchnet": "SEARCH-Net", "unet_resnet34": "UNet (ResNet-34)", "unet": "UNet (classic)"}
+
+
+def run_dir(out: Path, model: str, seed: int) -> Path:
+    return out / f"{model}-s{seed}"
+
+
+def train(args: argparse.Namespace, model: str, seed: int) -> Path:
+    """Train one run to the end: reuse it if finished, resume it if interrupted."""
+    path = run_dir(args.out, model, seed)
+    records = read_jsonl(path / "metrics.jsonl")
+    config = resolve(args.config, [({"seed": seed, "progress": False, "data": {"root": str(args.root), "holdout": args.holdout},
+                                     "train": {"model": model, "select_split": "holdout",
+                                               "genotype": str(args.genotype) if model == "searchnet" else None}},
+                                    "bench_protocol")])
+    if records and records[-1]["epoch"] >= config.train.epochs and (path / "best.pt").is_file():
+        return path
+    if (path / "config.yaml").is_file():
+        experiment.run_train(experiment.resumed_config(path, "train"), resume=path)
+    else:
+        experiment.run_train(config, path)
+    return path
+
+
+def score(path: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Held-out mIoU of best.pt and of the last epoch, and val mIoU of best.pt (cached in eval-val.json)."""
+    records = read_jsonl(path / "metrics.jsonl")
+    best = max(records, key=lambda record: record["val_miou"])
+    cached = path / "eval-val.json"
+    if cached.is_file():
+        val = json.loads(cached.read_text())["miou"]
+    else:
+        model, state = experiment.load_trained(path / "best.pt")
+        config = resolve(None, [(state["config"], str(path / "best.pt")),
+                                ({"progress": False, "data": {"root": str(args.root)}}, "bench_protocol")])
+        val = experiment.evaluate(model, state, config, "val", torch.device("cpu"), source=str(path / "best.pt"))["miou"]
+        atomic_write_text(cached, json.dumps({"checkpoint": str(path / "best.pt"), "split": "val", "miou": val}) + "\n")
+    return {"holdout_best": best["val_miou"], "best_epoch": best["epoch"], "holdout_last": records[-1]["val_miou"],
+            "val": val, "epochs": records[-1]["epoch"]}
+
+
+def cost(path: Path, repeats: int) -> dict[str, float]:
+    model, state = experiment.load_trained(path / "best.pt")
+    shape = (1, 3, *state["image_size"])
+    return {"parameters": count_parameters(model), "gflops": count_flops(model, shape) / 1e9,
+            "latency_ms": 1000 * measure_latency(model, shape, warmup=3, repeats=repeats), "image_size": list(state["image_size"])}
+
+
+def mean_std(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.fmean(values):.2f} +- {100 * spread:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True, type=Path, help="CamVid root (SegNet layout)")
+    parser.add_argument("--out", required=True, type=Path, help="folder of the run folders (reused on a re-run)")
+    parser.add_argument("--genotype", type=Path, default=REPO_ROOT / "configs" / "genotypes" / "camvid-cpu.json")
+    parser.add_argument("--config", type=Path, default=REPO_ROOT / "configs" / "camvid-cpu.yaml")
+    parser.add_argument("--holdout", default="0006R0", help="training sequence held out as the selection split")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--models", default="searchnet,unet_resnet34", help=f"comma-separated, of {sorted(MODELS)}")
+    parser.add_argument("--repeats", type=int, default=20, help="timed forward passes per model (median)")
+    parser.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    models = [name for name in args.models.split(",") if name]
+    results: dict[str, dict] = {}
+    for model in models:
+        scores = []
+        for seed in seeds:
+            path = run_dir(args.out, model, seed) if args.report_only else train(args, model, seed)
+            if not (path / "best.pt").is_file():
+                print(f"{path}: no best.pt yet, left out", file=sys.stderr)
+                continue
+            scores.append({"seed": seed, **score(path, args)})
+        if scores:
+            results[model] = {"runs": scores, **cost(run_dir(args.out, model, scores[0]["seed"]), args.repeats)}
+
+    lines = [f"## SEARCH-Net against the ResNet-34 UNet, 40-epoch CamVid protocol, sequence {args.holdout} held out",
+             "", f"`{' '.join(['python', *sys.argv])}`; {datetime.date.today()}, {cpu_model()} ({platform.machine()}), "
+             "latency at batch 1 on one torch thread, measured one after the other in one process.", "",
+             "| model | seeds | held-out mIoU (best.pt) | held-out mIoU (last epoch) | val mIoU (best.pt) | parameters | GFLOPs | CPU latency (ms) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model, result in results.items():
+        runs = result["runs"]
+        lines.append(f"| {MODELS[model]} | {','.join(str(run['seed']) for run in runs)} | "
+                     f"{mean_std([run['holdout_best'] for run in runs])} | {mean_std([run['holdout_last'] for run in runs])} | "
+                     f"{mean_std([run['val'] for run in runs])} | {result['parameters'] / 1e6:.2f} M | {result['gflops']:.2f} | "
+                     f"{result['latency_ms']:.1f} |")
+    lines += ["", "Per run (held-out best / last, val): " + "; ".join(
+        f"{MODELS[model]} s{run['seed']}: {100 * run['holdout_best']:.2f} (epoch {run['best_epoch']}) / "
+        f"{100 * run['holdout_last']:.2f}, {100 * run['val']:.2f}" for model, result in results.items() for run in result["runs"])]
+    print("\n".join(lines))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(results, indent=2) + "\n", make_parent=True)
+
+
+if __name__ == "__main__":
+    main()
