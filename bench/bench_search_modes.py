@@ -95,18 +95,27 @@ PAPER_PROBE = {"size": (32, 32), "batches": (2, 4), "gdas_draws": 3}
 
 
 # ---- building ----------------------------------------------------------------------------------
+def search_config(settings: dict[str, Any], width: int, image_size: tuple[int, int] = (32, 32), loss: str = "dice"):
+    """The udarts config of one setting of ``MODES`` (defaults for everything the setting leaves out)."""
+    from udarts.config import Config
+
+    return Config.from_dict({
+        "model": {"width": width}, "data": {"image_size": list(image_size)},
+        "search": {"mode": settings.get("mode", "darts"), "partial_channel_k": 4, "loss": loss,
+                   "prune_start_epoch": 1 if settings.get("pruned", False) else None,
+                   "checkpoint_cells": settings.get("checkpoint_cells", False),
+                   "checkpoint_edges": settings.get("checkpoint_edges", False),
+                   "amp": settings.get("amp", "none"), "flops_penalty": settings.get("flops_penalty", 0.0)},
+    }, f"bench setting {settings}")
+
+
 def build_supernet(settings: dict[str, Any], width: int, seed: int = 0):
-    from udarts.ops import OpSettings
-    from udarts.search.supernet import SuperNet, search_op_names
+    """The supernet of a setting, as ``udarts search`` builds it (``udarts.builders.build_supernet``)."""
+    from udarts.builders import build_supernet as build
 
     torch.manual_seed(seed)
-    pruned = settings.get("pruned", False)
-    model = SuperNet(
-        3, NUM_CLASSES, width, op_names=search_op_names(), settings=OpSettings(affine=False),
-        mode=settings.get("mode", "darts"), partial_channel_k=4, prunable=pruned,
-        checkpoint_cells=settings.get("checkpoint_cells", False), checkpoint_edges=settings.get("checkpoint_edges", False),
-    )
-    if pruned:  # the state pruning ends in with prune_min_ops = 2: none + the strongest op
+    model = build(search_config(settings, width), NUM_CLASSES)
+    if settings.get("pruned", False):  # the state pruning ends in with prune_min_ops = 2: none + the strongest op
         keep_random_ops(model, seed, keep_none=True)
     return model
 
@@ -132,10 +141,9 @@ def build_unet():
 
 def make_step(settings: dict[str, Any], width: int, image_size: tuple[int, int], device: torch.device, loss: str = "dice"):
     """(model, step function taking (train_batch, val_batch), optimizers) for one setting of ``MODES``."""
+    from udarts.builders import build_strategy
     from udarts.efficiency import MixedPrecision, compile_model, to_channels_last
     from udarts.losses import cross_entropy, dice_loss
-    from udarts.search.darts import DartsStrategy
-    from udarts.search.resource import ExpectedFlopsPenalty
 
     loss_fn = dice_loss if loss == "dice" else (lambda logits, target: cross_entropy(logits, target))
     if settings.get("kind") == "unet":
@@ -158,18 +166,14 @@ def make_step(settings: dict[str, Any], width: int, image_size: tuple[int, int],
     model = build_supernet(settings, width).to(device)
     if settings.get("channels_last"):
         to_channels_last(model)
-    precision = MixedPrecision(settings.get("amp", "none"), device)
-    penalty = None
-    if settings.get("flops_penalty"):
-        penalty = ExpectedFlopsPenalty(model, image_size, settings["flops_penalty"])
-    optimizers = [torch.optim.Adam(model.weight_parameters(), lr=1e-3),
-                  torch.optim.Adam(model.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)]
-    strategy = DartsStrategy(
-        model, loss_fn, *optimizers, alpha_penalty=penalty, precision=precision if precision.enabled else None,
-    )
+    # the optimisers, precision and penalty of `udarts search` (udarts.builders.build_strategy)
+    parts = build_strategy(search_config(settings, width, image_size, loss), model, steps_per_epoch=1,
+                           ignore_index=None, device=device)
     if settings.get("compile"):
         compile_model(model)
-    return model, lambda train_batch, val_batch: strategy.step(train_batch, val_batch)["train_loss"], optimizers
+    strategy = parts.strategy
+    return model, lambda train_batch, val_batch: strategy.step(train_batch, val_batch)["train_loss"], \
+        [parts.weight_optimizer, parts.alpha_optimizer]
 
 
 # ---- part 1: one mode, measured in this (fresh) process ------------------------------------------
