@@ -17,7 +17,9 @@ It reports the random genotypes' mean and standard deviation, each searched geno
 from that mean in random standard deviations and its percentile among them, and, with
 ``--long-epochs``, whether the cheap recipe ranks like a longer one (Kendall tau between the two
 over ``--long-candidates`` genotypes trained again with ``train.epochs = --long-epochs``).
-Finished runs are reused and interrupted ones resumed, so the command can be re-run until it
+``--train-seeds 0,1,2`` retrains every candidate with each seed and scores it by the mean, and
+reports how far one genotype moves between seeds against how far the random genotypes spread (at
+one seed the spread of this recipe is mostly training noise). Finished runs are reused and interrupted ones resumed, so the command can be re-run until it
 completes; ``--jobs 2`` runs two commands at a time (one torch thread each).
 
     python bench/bench_search_quality.py --root ../shared/data/camvid --out runs/bench-quality \\
@@ -35,6 +37,7 @@ import datetime
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -81,23 +84,25 @@ class Outcome:
     parameters: int
     gflops: float
     width: int | None
-    holdout_miou: float  # best epoch on the held-out sequence (best.pt)
+    holdout_miou: float  # best epoch on the held-out sequence (best.pt); the mean over the retraining seeds
     final_holdout_miou: float
     val_miou: float  # best.pt scored on CamVid val
-    train_minutes: float
+    train_minutes: float  # per retraining
+    holdout_per_seed: list[float]  # best held-out mIoU of each retraining seed (--train-seeds order)
     search_minutes: float | None
     kept_ops: str
     long_holdout_miou: float | None = None
 
 
-def train_dir(args: argparse.Namespace, candidate: Candidate, long: bool = False) -> Path:
-    return args.out / (f"long-{candidate.slug}" if long else f"train-{candidate.slug}")
+def train_dir(args: argparse.Namespace, candidate: Candidate, long: bool = False, seed: int = 0) -> Path:
+    """``train-<slug>`` for retraining seed 0 (and ``long-<slug>``), ``train-<slug>-s<seed>`` for the others."""
+    return args.out / ((f"long-{candidate.slug}" if long else f"train-{candidate.slug}") + (f"-s{seed}" if seed else ""))
 
 
-def train_and_score(candidate: Candidate, args: argparse.Namespace, long: bool = False) -> None:
-    """Retrain one candidate (reusing or resuming its run), then score its best.pt on val."""
-    run_dir = train_dir(args, candidate, long)
-    flags = ["--config", str(args.train_config), "--root", str(args.root), "--seed", str(args.train_seed), *candidate.train_flags]
+def train_and_score(candidate: Candidate, args: argparse.Namespace, long: bool = False, seed: int = 0) -> None:
+    """Retrain one candidate with one seed (reusing or resuming its run), then score its best.pt on val."""
+    run_dir = train_dir(args, candidate, long, seed)
+    flags = ["--config", str(args.train_config), "--root", str(args.root), "--seed", str(seed), *candidate.train_flags]
     if long:
         flags += ["--epochs", str(args.long_epochs)]
     run_to_the_end("train", run_dir, flags, args.out)
@@ -132,22 +137,24 @@ def random_candidates(args: argparse.Namespace) -> list[Candidate]:
 
 
 def read_outcome(candidate: Candidate, args: argparse.Namespace) -> Outcome:
-    run_dir = train_dir(args, candidate)
-    trained = read_run_result(candidate.label, args.train_seed, run_dir)
+    run_dirs = [train_dir(args, candidate, seed=seed) for seed in args.train_seeds]
+    runs = [read_run_result(candidate.label, seed, path) for seed, path in zip(args.train_seeds, run_dirs)]
+    run_dir = run_dirs[0]
     cost = measure_cost(run_dir / "best.pt", torch.device("cpu"), warmup=0, repeats=1)
-    val = json.loads((run_dir / "eval-val.json").read_text())
+    vals = [float(json.loads((path / "eval-val.json").read_text())["miou"]) for path in run_dirs]
     search_minutes = None
     if candidate.search_dir is not None:
         search_minutes = sum(record.get("seconds") or 0.0 for record in read_jsonl(Path(candidate.search_dir) / "metrics.jsonl")) / 60
     long_dir = train_dir(args, candidate, long=True)
-    long_miou = read_run_result(candidate.label, args.train_seed, long_dir).best_val_miou if (long_dir / "metrics.jsonl").is_file() else None
+    long_miou = read_run_result(candidate.label, 0, long_dir).best_val_miou if (long_dir / "metrics.jsonl").is_file() else None
     spec_width = None
     if candidate.genotype is not None:
         spec_width = int(yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["width"])
     return Outcome(
         label=candidate.label, kind=candidate.kind, parameters=cost.parameters, gflops=cost.flops / 1e9, width=spec_width,
-        holdout_miou=trained.best_val_miou, final_holdout_miou=trained.val_miou, val_miou=float(val["miou"]),
-        train_minutes=trained.train_seconds / 60, search_minutes=search_minutes,
+        holdout_miou=statistics.fmean(run.best_val_miou for run in runs), final_holdout_miou=statistics.fmean(run.val_miou for run in runs),
+        val_miou=statistics.fmean(vals), train_minutes=statistics.fmean(run.train_seconds for run in runs) / 60,
+        search_minutes=search_minutes, holdout_per_seed=[run.best_val_miou for run in runs],
         kept_ops=describe(Genotype.load(candidate.genotype)) if candidate.genotype else "",
         long_holdout_miou=long_miou,
     )
@@ -180,7 +187,8 @@ def markdown(args: argparse.Namespace, outcomes: list[Outcome], started: float) 
         "## Search quality on CamVid: searched vs random genotypes vs UNets (held-out sequence)",
         "",
         f"Command: `python bench/bench_search_quality.py {' '.join(sys.argv[1:])}`  ",
-        f"Search: `{shown(args.search_config)}`; retraining (every candidate, seed {args.train_seed}): `{shown(args.train_config)}`. "
+        f"Search: `{shown(args.search_config)}`; retraining (every candidate, seeds {','.join(map(str, args.train_seeds))}; "
+        f"mIoU = mean over the seeds): `{shown(args.train_config)}`. "
         "Held-out = CamVid training sequence 0006R0 (101 frames), seen by no search and no training; it picks best.pt "
         "and gives the score. val = CamVid val (sequence 0016E5, whose other frames are in train), best.pt scored on it.  ",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, {args.jobs} command(s) at a time, one torch thread each; "
@@ -217,6 +225,12 @@ def markdown(args: argparse.Namespace, outcomes: list[Outcome], started: float) 
         lines += ["", f"Searched mean {searched_mean:.2f} vs random {random_stat.mean:.2f} +- {random_stat.std:.2f} "
                       f"(val: random {random_val.mean:.2f} +- {random_val.std or 0:.2f}): {margin:+.2f} random standard deviations; "
                       f"the search {verdict} random sampling by the issue's bar of 2 standard deviations."]
+    if len(args.train_seeds) > 1 and len(randoms) > 1:
+        within = statistics.fmean(statistics.stdev(100 * value for value in row.holdout_per_seed) for row in outcomes
+                                  if row.kind != "baseline")
+        lines += ["", f"Retraining noise: a genotype's held-out mIoU moves by {within:.2f} between its {len(args.train_seeds)} "
+                      f"seeds (mean std), so noise alone spreads seed means by about {within / math.sqrt(len(args.train_seeds)):.2f}; "
+                      f"the random genotypes' seed means spread by {random_stat.std:.2f}."]
     ranked = [outcome for outcome in outcomes if outcome.long_holdout_miou is not None]
     if len(ranked) >= 2:
         tau = kendall_tau([row.holdout_miou for row in ranked], [row.long_holdout_miou for row in ranked])
@@ -266,7 +280,8 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=8, help="random genotypes (default 8)")
     parser.add_argument("--random-seed", type=int, default=0)
     parser.add_argument("--baselines", default="unet_resnet34,unet", help=f"comma-separated, of {sorted(BASELINE_FLAGS)}")
-    parser.add_argument("--train-seed", type=int, default=0, help="seed of every retraining (default 0)")
+    parser.add_argument("--train-seeds", default="0", help="comma-separated retraining seeds of every candidate (default 0); "
+                        "a candidate's mIoU is the mean over them")
     parser.add_argument("--search-config", type=Path, default=SEARCH_CONFIG)
     parser.add_argument("--train-config", type=Path, default=TRAIN_CONFIG)
     parser.add_argument("--long-epochs", type=int, help="also retrain --long-candidates genotypes this long, for Kendall tau")
@@ -278,6 +293,7 @@ def main() -> None:
                         help="run nothing: report the candidates whose retraining and val scoring have finished")
     args = parser.parse_args()
     args.search_config, args.train_config = args.search_config.resolve(), args.train_config.resolve()
+    args.train_seeds = [int(seed) for seed in filter(None, args.train_seeds.split(","))]
     unknown = [name for name in filter(None, args.baselines.split(",")) if name not in BASELINE_FLAGS]
     if unknown:
         raise SystemExit(f"--baselines: unknown {unknown}; choose from {sorted(BASELINE_FLAGS)}")
@@ -297,9 +313,9 @@ def main() -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         # searches first (each then retrained), the random genotypes and baselines fill the other slot
         searched_futures = [pool.submit(lambda s=setting, seed=seed: search(s, seed, args)) for setting in settings for seed in seeds]
-        trained = [pool.submit(train_and_score, candidate, args) for candidate in candidates]
+        trained = [pool.submit(train_and_score, candidate, args, False, seed) for seed in args.train_seeds for candidate in candidates]
         searched = [future.result() for future in searched_futures]
-        trained += [pool.submit(train_and_score, candidate, args) for candidate in searched]
+        trained += [pool.submit(train_and_score, candidate, args, False, seed) for seed in args.train_seeds for candidate in searched]
         for future in trained:
             future.result()
         everything = searched + candidates
@@ -313,7 +329,8 @@ def main() -> None:
 def finished(args: argparse.Namespace, settings: list[Setting], seeds: list[int], candidates: list[Candidate]) -> list[Candidate]:
     """The candidates (searched ones first) whose retraining was scored on val, without running anything."""
     searched = [searched_candidate(setting, seed, args) for setting in settings for seed in seeds]
-    return [candidate for candidate in searched + candidates if (train_dir(args, candidate) / "eval-val.json").is_file()]
+    return [candidate for candidate in searched + candidates
+            if all((train_dir(args, candidate, seed=seed) / "eval-val.json").is_file() for seed in args.train_seeds)]
 
 
 def report(args: argparse.Namespace, candidates: list[Candidate], started: float) -> None:

@@ -107,7 +107,7 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
         "model: {width: 4, flops_budget: 0.004}\n"
         "train: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 0.0, select_split: holdout}\n")
     out, table = tmp_path / "bench", tmp_path / "quality.json"
-    argv = ["bench_search_quality.py", "--root", str(camvid), "--out", str(out), "--search-seeds", "0", "--random", "2",
+    argv = ["bench_search_quality.py", "--root", str(camvid), "--out", str(out), "--search-seeds", "0", "--random", "2", "--train-seeds", "0,1",
             "--baselines", "unet", "--search-config", str(search_config), "--train-config", str(train_config),
             "--json", str(table), "--plot", str(tmp_path / "quality.png")]
     monkeypatch.setattr(sys, "argv", argv)
@@ -116,9 +116,11 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
     assert [row["kind"] for row in outcomes] == ["searched", "random", "random", "baseline"]
     for row in outcomes:
         assert 0 <= row["holdout_miou"] <= 1 and 0 <= row["val_miou"] <= 1
+        assert len(row["holdout_per_seed"]) == 2 and row["holdout_miou"] == pytest.approx(sum(row["holdout_per_seed"]) / 2)
         if row["kind"] != "baseline":
             assert row["gflops"] <= 0.004  # matched FLOPs: every genotype under the budget
     assert (tmp_path / "quality.png").stat().st_size > 0
+    assert len(list(out.glob("train-*-s1/best.pt"))) == 4  # every candidate retrained with seed 1 too
     first = {path: path.stat().st_mtime for path in out.glob("train-*/best.pt")}
     quality.main()  # everything is reused
     assert {path: path.stat().st_mtime for path in out.glob("train-*/best.pt")} == first
