@@ -4,7 +4,7 @@ The comparison folder (see :mod:`udarts.app.compare`): ``comparison.json`` (mode
 shared config, the budget), the frozen genotypes, the planned (model, seed) run folders, and the
 resumption or reuse of finished runs by :func:`execute`.
 
-This module never turns a config into keyword arguments (``udarts.cli`` does): it receives each
+This module never turns a config into keyword arguments (``udarts.builders`` does): it receives each
 run's config as an opaque dict and a callback that trains one run.
 """
 

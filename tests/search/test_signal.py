@@ -1,0 +1,46 @@
+"""The alpha-gradient signal-to-noise ratio: exact on a toy model, and on a real supernet."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from udarts.search.signal import alpha_gradient_snr
+from udarts.search.supernet import SuperNet
+
+
+class Toy(nn.Module):
+    """loss = alpha * mean(image) summed: the gradient of each alpha is the batch's image mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alphas = nn.Parameter(torch.zeros(3))
+        self.slots = [SimpleNamespace(name="C1")]
+
+    def alpha_parameters(self):
+        return [self.alphas]
+
+    def forward(self, images):
+        return self.alphas * images.mean()
+
+
+def test_snr_is_the_mean_over_the_std_of_the_gradient():
+    means = torch.tensor([0.5, 1.5, 0.5, 1.5])  # mean 1, sample std 0.5774
+    batches = [(torch.full((2, 4), float(value)), torch.zeros(2)) for value in means]
+    signal = alpha_gradient_snr(Toy(), lambda logits, masks: logits.sum(), batches)
+    assert signal.batches == 4 and signal.median_snr == pytest.approx(1 / means.std().item(), rel=1e-6)
+    assert signal.cell_median_snr == {"C1": pytest.approx(signal.median_snr)}
+    assert signal.expected_drift(6.0) == pytest.approx(6.0 * signal.median_snr)
+    assert signal.noise_floor == pytest.approx(0.6745 / 2)
+    with pytest.raises(ValueError, match="at least 2 batches"):
+        alpha_gradient_snr(Toy(), lambda logits, masks: logits.sum(), batches[:1])
+
+
+def test_snr_of_a_supernet_covers_every_cell():
+    torch.manual_seed(0)
+    model = SuperNet(3, 2, width=4)
+    batches = [(torch.randn(2, 3, 16, 16), torch.randint(0, 2, (2, 16, 16))) for _ in range(3)]
+    signal = alpha_gradient_snr(model, nn.CrossEntropyLoss(), batches)
+    assert sorted(signal.cell_median_snr) == [f"C{i}" for i in range(1, 9)]
+    assert 0 < signal.median_snr <= signal.upper_snr < float("inf")
