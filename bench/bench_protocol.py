@@ -37,6 +37,9 @@ from udarts.io import atomic_write_text, read_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"searchnet": "SEARCH-Net", "unet_resnet34": "UNet (ResNet-34)", "unet": "UNet (classic)"}
+# The protocol's reference UNet is smp's default (ResNet-34 encoder, decoder 256-16: 24.4 M parameters,
+# 2.97 GFLOPs at 96x128), the baseline's "paper" scale; its "cpu" scale has a ResNet-18 encoder.
+PAPER_SCALE = {"unet_resnet34": {"model_scale": "paper"}}
 
 
 def run_dir(out: Path, model: str, seed: int) -> Path:
@@ -49,7 +52,8 @@ def train(args: argparse.Namespace, model: str, seed: int) -> Path:
     records = read_jsonl(path / "metrics.jsonl")
     config = resolve(args.config, [({"seed": seed, "progress": False, "data": {"root": str(args.root), "holdout": args.holdout},
                                      "train": {"model": model, "select_split": "holdout",
-                                               "genotype": str(args.genotype) if model == "searchnet" else None}},
+                                               "genotype": str(args.genotype) if model == "searchnet" else None,
+                                               **PAPER_SCALE.get(model, {})}},
                                     "bench_protocol")])
     if records and records[-1]["epoch"] >= config.train.epochs and (path / "best.pt").is_file():
         return path
