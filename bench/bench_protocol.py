@@ -29,10 +29,11 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from udarts import experiment
 from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latency
-from udarts.config import resolve
+from udarts.config import Config, resolve
 from udarts.io import atomic_write_text, read_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,13 +50,12 @@ def run_dir(out: Path, model: str, seed: int) -> Path:
 def train(args: argparse.Namespace, model: str, seed: int) -> Path:
     """Train one run to the end: reuse it if finished, resume it if interrupted."""
     path = run_dir(args.out, model, seed)
-    records = read_jsonl(path / "metrics.jsonl")
     config = resolve(args.config, [({"seed": seed, "progress": False, "data": {"root": str(args.root), "holdout": args.holdout},
                                      "train": {"model": model, "select_split": "holdout",
                                                "genotype": str(args.genotype) if model == "searchnet" else None,
                                                **PAPER_SCALE.get(model, {})}},
                                     "bench_protocol")])
-    if records and records[-1]["epoch"] >= config.train.epochs and (path / "best.pt").is_file():
+    if finished(path):
         return path
     if (path / "config.yaml").is_file():
         experiment.run_train(experiment.resumed_config(path, "train"), resume=path)
@@ -64,19 +64,28 @@ def train(args: argparse.Namespace, model: str, seed: int) -> Path:
     return path
 
 
+def finished(path: Path) -> bool:
+    """Whether the run in ``path`` has logged every epoch its config asks for (and has a best.pt)."""
+    records = read_jsonl(path / "metrics.jsonl")
+    if not records or not (path / "best.pt").is_file():
+        return False
+    return records[-1]["epoch"] >= Config.from_dict(yaml.safe_load((path / "config.yaml").read_text())).train.epochs
+
+
 def score(path: Path, args: argparse.Namespace) -> dict[str, float]:
     """Held-out mIoU of best.pt and of the last epoch, and val mIoU of best.pt (cached in eval-val.json)."""
     records = read_jsonl(path / "metrics.jsonl")
     best = max(records, key=lambda record: record["val_miou"])
     cached = path / "eval-val.json"
-    if cached.is_file():
+    if cached.is_file() and json.loads(cached.read_text()).get("epoch") == best["epoch"]:
         val = json.loads(cached.read_text())["miou"]
-    else:
+    else:  # scored once per best.pt (a resumed run may have a newer one)
         model, state = experiment.load_trained(path / "best.pt")
         config = resolve(None, [(state["config"], str(path / "best.pt")),
                                 ({"progress": False, "data": {"root": str(args.root)}}, "bench_protocol")])
         val = experiment.evaluate(model, state, config, "val", torch.device("cpu"), source=str(path / "best.pt"))["miou"]
-        atomic_write_text(cached, json.dumps({"checkpoint": str(path / "best.pt"), "split": "val", "miou": val}) + "\n")
+        atomic_write_text(cached, json.dumps({"checkpoint": str(path / "best.pt"), "epoch": state["epoch"], "split": "val",
+                                              "miou": val}) + "\n")
     return {"holdout_best": best["val_miou"], "best_epoch": best["epoch"], "holdout_last": records[-1]["val_miou"],
             "val": val, "epochs": records[-1]["epoch"]}
 
@@ -114,8 +123,8 @@ def main() -> None:
         scores = []
         for seed in seeds:
             path = run_dir(args.out, model, seed) if args.report_only else train(args, model, seed)
-            if not (path / "best.pt").is_file():
-                print(f"{path}: no best.pt yet, left out", file=sys.stderr)
+            if not finished(path):
+                print(f"{path}: not finished, left out", file=sys.stderr)
                 continue
             scores.append({"seed": seed, **score(path, args)})
         if scores:
@@ -128,12 +137,12 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|"]
     for model, result in results.items():
         runs = result["runs"]
-        lines.append(f"| {MODELS[model]} | {','.join(str(run['seed']) for run in runs)} | "
+        lines.append(f"| {MODELS.get(model, model)} | {','.join(str(run['seed']) for run in runs)} | "
                      f"{mean_std([run['holdout_best'] for run in runs])} | {mean_std([run['holdout_last'] for run in runs])} | "
                      f"{mean_std([run['val'] for run in runs])} | {result['parameters'] / 1e6:.2f} M | {result['gflops']:.2f} | "
                      f"{result['latency_ms']:.1f} |")
     lines += ["", "Per run (held-out best / last, val): " + "; ".join(
-        f"{MODELS[model]} s{run['seed']}: {100 * run['holdout_best']:.2f} (epoch {run['best_epoch']}) / "
+        f"{MODELS.get(model, model)} s{run['seed']}: {100 * run['holdout_best']:.2f} (epoch {run['best_epoch']}) / "
         f"{100 * run['holdout_last']:.2f}, {100 * run['val']:.2f}" for model, result in results.items() for run in result["runs"])]
     print("\n".join(lines))
     if args.json:
