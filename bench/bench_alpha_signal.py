@@ -22,9 +22,8 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.utils.data import Subset
 
-from udarts.builders import alpha_steps, build_loader, build_split, build_supernet, seed_everything
+from udarts.builders import alpha_steps, build_loader, build_split, build_supernet, search_halves, seed_everything
 from udarts.config import Config
 from udarts.engine.runs import load_checkpoint
 from udarts.io import read_jsonl
@@ -40,11 +39,9 @@ def measure(run: Path, args: argparse.Namespace) -> dict:
         config = config.updated({"data": {"root": str(args.root)}}, "--root")
     seed_everything(config.seed)
     train_set = build_split(config, "train", augment=True)
-    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed)).tolist()
-    half = len(order) // 2
-    alpha_loader = build_loader(config, Subset(train_set, order[half:]), True, torch.device("cpu"))
-    weight_steps = len(order[:half]) // config.data.batch_size
-    steps = alpha_steps(config, min(weight_steps, len(alpha_loader)))
+    weight_half, alpha_half = search_halves(config, train_set)  # as run_search cuts it
+    weight_loader, alpha_loader = (build_loader(config, half, True, torch.device("cpu")) for half in (weight_half, alpha_half))
+    steps = alpha_steps(config, min(len(weight_loader), len(alpha_loader)))
     model = build_supernet(config, len(train_set.class_names))
     model.load_state_dict(state["model"])
     model.set_temperature(args.tau if args.tau is not None else config.search.tau_min)  # sampled modes (default: the last epoch's)

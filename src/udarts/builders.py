@@ -90,6 +90,16 @@ def dataset_info(dataset) -> dict[str, Any]:
 # ---- search --------------------------------------------------------------------------------------
 
 
+def search_halves(config: Config, train_set) -> tuple[Any, Any]:
+    """``(weight half, alpha half)``: the training split cut in two in an order drawn from ``seed``
+    (its own generator: the global random state is not touched)."""
+    from torch.utils.data import Subset
+
+    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed)).tolist()
+    half = len(order) // 2
+    return Subset(train_set, order[:half]), Subset(train_set, order[half:])
+
+
 def search_op_settings(config: Config, affine: bool = True) -> OpSettings:
     return OpSettings(affine=affine, expand_ratio=config.model.expand_ratio, se_ratio=config.model.se_ratio)
 

@@ -35,6 +35,7 @@ from udarts.builders import (  # noqa: F401  (build_supernet, build_strategy: pa
     fit_width_to_budget,
     model_spec,
     resolve_device,
+    search_halves,
     search_meta,
     seed_everything,
 )
@@ -85,15 +86,19 @@ def resumed_config(run_dir: str | Path, kind: str, overrides: list[tuple[dict[st
     config_file = str(run.path / "config.yaml")
     recorded = Config.from_dict(run.config(), config_file).to_dict()
     config = resolve(None, [(recorded, config_file), *overrides])
-    changed = changed_keys(recorded, config.to_dict())
-    refused = [key for key in changed if key not in RESUME_SAFE_KEYS[kind]]
+    refused = [key for key in changed_keys(recorded, config.to_dict()) if key not in RESUME_SAFE_KEYS[kind]]
     if refused:
-        details = "; ".join(f"{key} {dotted(recorded, key)!r} -> {dotted(config.to_dict(), key)!r}" for key in refused[:4])
+        details = _changes(recorded, config.to_dict(), refused[:4], "; ")
         raise ConfigError(
             f"--resume {run.path}: would change the run's recorded settings ({details}); a resumed run keeps them "
             f"(only {', '.join(RESUME_SAFE_KEYS[kind])} may change): start a new run for other settings"
         )
     return config
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any], keys: list[str], separator: str) -> str:
+    """``"search.epochs 4 -> 8"`` for each dotted key."""
+    return separator.join(f"{key} {dotted(before, key)!r} -> {dotted(after, key)!r}" for key in keys)
 
 
 def _reopen(run_dir: str | Path, kind: str, config: Config) -> tuple[Any, dict[str, Any] | None]:
@@ -124,9 +129,7 @@ def _reopen(run_dir: str | Path, kind: str, config: Config) -> tuple[Any, dict[s
         run.recover(state or {})
         if changed:
             atomic_write_text(run.path / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-            after = config.to_dict()
-            print("resume: " + ", ".join(f"{key} {dotted(recorded, key)!r} -> {dotted(after, key)!r}" for key in changed)
-                  + f" (recorded in {run.path / 'config.yaml'})")
+            print(f"resume: {_changes(recorded, config.to_dict(), changed, ', ')} (recorded in {run.path / 'config.yaml'})")
     return run, state
 
 
@@ -204,8 +207,6 @@ def _continue_rates(optimizer, rate: float) -> None:
 def run_search(config: Config, out: str | Path | None = None, *, resume: str | Path | None = None) -> SearchResult:
     """Train the supernet on half of the training split (weights) and the other half (alphas),
     derive the genotype every epoch, and write the run folder (``resume``: continue that run)."""
-    from torch.utils.data import Subset
-
     from udarts.efficiency import compile_model, to_channels_last
     from udarts.engine import distributed as multiprocess
     from udarts.engine.searcher import search
@@ -218,8 +219,7 @@ def run_search(config: Config, out: str | Path | None = None, *, resume: str | P
     if len(train_set) < 2 * config.data.batch_size:
         raise DatasetError(f"search needs at least 2 batches of training images ({2 * config.data.batch_size}) to cut the "
                            f"split in two halves; the {config.data.name} train split has {len(train_set)}")
-    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed)).tolist()
-    half = len(order) // 2
+    weight_half, alpha_half = search_halves(config, train_set)
     info = dataset_info(train_set)
     num_classes = len(info["class_names"])
 
@@ -229,8 +229,8 @@ def run_search(config: Config, out: str | Path | None = None, *, resume: str | P
         multiprocess.convert_batchnorm(model)
     if search_config.channels_last:
         to_channels_last(model)
-    weight_loader = _rank_slices(build_loader(config, Subset(train_set, order[:half]), True, device), distributed)
-    alpha_loader = _rank_slices(build_loader(config, Subset(train_set, order[half:]), True, device), distributed)
+    weight_loader = _rank_slices(build_loader(config, weight_half, True, device), distributed)
+    alpha_loader = _rank_slices(build_loader(config, alpha_half, True, device), distributed)
     parts = build_strategy(config, model, min(len(weight_loader), len(alpha_loader)), info["ignore_index"], device, distributed)
     start_epoch, best, best_epoch = 0, -math.inf, None
     if state is not None:
