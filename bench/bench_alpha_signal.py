@@ -5,7 +5,8 @@ search loss with respect to every alpha on ``--batches`` batches of the run's ow
 training split (weights fixed, as at the end of the search; the half is cycled, reshuffled and
 re-augmented, when it has fewer batches), and report the median SNR
 (``|mean| / std`` over batches), the drift it predicts over the search (``travel x SNR``), the
-random walk of the noise (``travel / sqrt(alpha steps)``) and the alphas' final normalised entropy
+random walk of the noise (``travel / sqrt(alpha steps)``), the decay ceiling (the logit at which the
+run's coupled alpha weight decay cancels a typical gradient) and the alphas' final normalised entropy
 (``udarts.search.signal`` explains the arithmetic).
 
     OMP_NUM_THREADS=1 python bench/bench_alpha_signal.py runs/bench-quality/search-* --root ../shared/data/camvid
@@ -52,6 +53,7 @@ def measure(run: Path, args: argparse.Namespace) -> dict:
     entropies = [statistics.fmean(normalized_entropy(torch.tensor(row)) for row in rows) for rows in last["cells"].values()]
     return {"run": run.name, "mode": config.search.mode, "size": "x".join(map(str, config.data.image_size)),
             "epochs": state["epoch"], "steps": steps, "travel": travel, "signal": signal,
+            "weight_decay": config.search.alpha_weight_decay,
             "entropy": (min(entropies), max(entropies))}
 
 
@@ -67,16 +69,19 @@ def main() -> None:
     print(f"## Alpha gradient signal at the end of each search\n\n`{' '.join(['python', *sys.argv])}`; "
           f"{datetime.date.today()}; {args.batches} alpha batches per run, weights fixed at last.pt.\n")
     print("| run | mode | input | epochs | alpha steps | travel | median SNR | 90th pct SNR | drift = travel x SNR "
-          "| noise walk = travel / sqrt(steps) | final entropy (cells) |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+          "| noise walk = travel / sqrt(steps) | median \\|mean gradient\\| | alpha weight decay | decay ceiling | final entropy (cells) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     floor = rows[0]["signal"].noise_floor if rows else math.nan
     for row in rows:
         signal = row["signal"]
         print(f"| {row['run']} | {row['mode']} | {row['size']} | {row['epochs']} | {row['steps']} | {row['travel']:.2f} | "
               f"{signal.median_snr:.3f} | {signal.upper_snr:.3f} | {signal.expected_drift(row['travel']):.2f} | "
-              f"{row['travel'] / math.sqrt(max(row['steps'], 1)):.2f} | {row['entropy'][0]:.3f}-{row['entropy'][1]:.3f} |")
+              f"{row['travel'] / math.sqrt(max(row['steps'], 1)):.2f} | {signal.median_gradient:.2e} | {row['weight_decay']:g} | "
+              f"{signal.decay_ceiling(row['weight_decay']):.2f} | {row['entropy'][0]:.3f}-{row['entropy'][1]:.3f} |")
     print(f"\nNoise floor: gradients without any signal show a median SNR of about {floor:.3f} with {args.batches} batches "
-          "(0.674 / sqrt(batches)); the drift column is meaningful only where the SNR is well above it.")
+          "(0.674 / sqrt(batches)); the drift column is meaningful only where the SNR is well above it. The decay ceiling "
+          "(median |mean gradient| / alpha weight decay) is the logit at which the coupled weight decay cancels a typical "
+          "alpha's signal: no travel moves a typical alpha past it.")
 
 
 if __name__ == "__main__":

@@ -157,3 +157,19 @@ def test_protocol_bench_trains_scores_and_reuses(tmp_path, shared_data, monkeypa
     first = {path: path.stat().st_mtime for path in out.glob("*/best.pt")}
     protocol.main()
     assert {path: path.stat().st_mtime for path in out.glob("*/best.pt")} == first
+
+
+def test_seed_agreement_bench_sets_a_pair_against_random_draws(tmp_path, monkeypatch, capsys):
+    from udarts.random_genotypes import sample_genotype
+
+    ops = ("none", "conv_3x3", "conv_5x5", "identity")
+    paths = []
+    for name, index in (("a", 0), ("b", 0), ("c", 1)):  # a and b are the same genotype
+        paths.append(sample_genotype(7, index, ops, num_nodes=2).save(tmp_path / name / "genotype.json"))
+    monkeypatch.setattr(sys, "argv", ["bench_seed_agreement.py", *map(str, paths), "--pairs", "50"])
+    load("bench_seed_agreement").main()
+    lines = capsys.readouterr().out.splitlines()
+    assert "| a / b | 1.00 | 1.00 | 1.00 |" in lines
+    chance = next(line for line in lines if line.startswith("| two random draws"))
+    edges, ops_share, genes = (float(cell.split()[0]) for cell in chance.strip("|").split("|")[1:])
+    assert 0 < genes < ops_share < 1 and 0 < edges < 1

@@ -210,3 +210,23 @@ def test_identity_cap_replaces_the_weakest_identity_by_its_edge_best_other_op():
     assert all("identity" not in cell.ops() for cell in genotype.cells)
     with pytest.raises(ValueError, match="max_identity"):
         derive_cell("C1", alphas, OPS, num_inputs=1, num_nodes=2, max_identity=-1)
+
+
+def test_agreement_counts_shared_edges_and_ops():
+    from dataclasses import replace
+
+    from udarts.genotype import agreement
+    from udarts.random_genotypes import sample_genotype
+
+    ops = ("none", "conv_3x3", "conv_5x5", "identity")
+    first = sample_genotype(0, 0, ops, num_nodes=2)
+    assert agreement(first, first) == {"edges": 1.0, "ops": 1.0, "genes": 1.0}
+    kept = sum(len(cell.edges()) for cell in first.cells)
+    c1 = first.cells[0]
+    (op, source), = c1.nodes[0]  # node 0 of C1 reads its one input
+    other = "conv_5x5" if op != "conv_5x5" else "conv_3x3"
+    changed = replace(first, cells=(replace(c1, nodes=(((other, source),), *c1.nodes[1:])), *first.cells[1:]))
+    row = agreement(first, changed)
+    assert row["edges"] == 1.0 and row["ops"] == pytest.approx(1 - 1 / kept) and row["genes"] == pytest.approx(1 - 1 / kept)
+    with pytest.raises(ValueError, match="different spaces"):
+        agreement(first, sample_genotype(0, 0, ops, num_nodes=3))

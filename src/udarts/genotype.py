@@ -119,6 +119,26 @@ class Genotype:
         return cls.from_dict(data, str(path))
 
 
+def agreement(first: Genotype, second: Genotype) -> dict[str, float]:
+    """How much two genotypes of one space agree, over all cells: ``edges``, the share of the first
+    one's kept ``(node, source)`` edges that the second keeps too; ``ops``, on those shared edges,
+    the share with the same op; ``genes``, the share of its ``(node, source, op)`` genes the second
+    has (= edges x ops). Two searches of one setting that found a signal agree beyond two random
+    draws (``bench/bench_seed_agreement.py`` measures both)."""
+    if len(first.cells) != len(second.cells) or first.num_nodes != second.num_nodes:
+        raise ValueError("the genotypes come from different spaces (cells or nodes differ)")
+    kept = shared = same_op = 0
+    for cell_a, cell_b in zip(first.cells, second.cells):
+        ops_b = dict(zip(cell_b.edges(), cell_b.ops()))
+        for edge, op in zip(cell_a.edges(), cell_a.ops()):
+            kept += 1
+            if edge in ops_b:
+                shared += 1
+                same_op += ops_b[edge] == op
+    return {"edges": shared / kept if kept else 0.0, "ops": same_op / shared if shared else 0.0,
+            "genes": same_op / kept if kept else 0.0}
+
+
 # ---- derivation ----------------------------------------------------------------------------
 def derive_cell(
     name: str,

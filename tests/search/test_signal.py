@@ -44,3 +44,25 @@ def test_snr_of_a_supernet_covers_every_cell():
     signal = alpha_gradient_snr(model, nn.CrossEntropyLoss(), batches)
     assert sorted(signal.cell_median_snr) == [f"C{i}" for i in range(1, 9)]
     assert 0 < signal.median_snr <= signal.upper_snr < float("inf")
+
+
+def test_coupled_weight_decay_stops_adam_at_the_decay_ceiling():
+    """The claim behind udarts's default alpha_weight_decay of 0: with Adam's coupled decay an alpha
+    whose gradient has mean g stalls at |g| / decay, however far its travel would take it."""
+    gradient = 2e-4  # CamVid's typical alpha gradient (BENCHMARKS.md)
+    batches = [(torch.full((2, 4), value), torch.zeros(2)) for value in (gradient / 2, 3 * gradient / 2)]
+    signal = alpha_gradient_snr(Toy(), lambda logits, masks: logits.sum(), batches)
+    assert signal.median_gradient == pytest.approx(gradient)
+    assert signal.decay_ceiling(1e-3) == pytest.approx(0.2) and signal.decay_ceiling(0.0) == float("inf")
+
+    def final_alpha(weight_decay: float) -> float:
+        alpha = nn.Parameter(torch.zeros(()))
+        optimizer = torch.optim.Adam([alpha], lr=0.05, betas=(0.5, 0.999), weight_decay=weight_decay)
+        for _ in range(400):  # a travel of 20 logits
+            optimizer.zero_grad()
+            (gradient * alpha).backward()  # the loss falls as alpha falls: the signal pulls it down
+            optimizer.step()
+        return alpha.item()
+
+    assert final_alpha(1e-3) == pytest.approx(-signal.decay_ceiling(1e-3), abs=0.06)
+    assert final_alpha(0.0) == pytest.approx(-20.0, rel=0.01)

@@ -16,7 +16,7 @@ from udarts.genotype import Genotype
 DEMO_SETTINGS: dict[str, Any] = {
     "data": {"name": "synthetic", "image_size": [32, 32], "num_samples": 192, "batch_size": 16},
     "model": {"width": 8},
-    "search": {"epochs": 6, "warmup_epochs": 2, "alpha_travel": 6.0},  # 24 alpha steps: alpha_lr 0.25
+    "search": {"epochs": 8, "warmup_epochs": 2, "alpha_travel": 6.0},  # 36 alpha steps: alpha_lr 0.17
     "train": {"epochs": 24, "optimizer": "adam", "lr": 3.0e-3, "weight_decay": 0.0, "loss": "dice_ce"},
 }
 

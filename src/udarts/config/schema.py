@@ -139,7 +139,11 @@ class SearchConfig:
     # (DARTS's CIFAR search: ~20,000 steps x 3e-4 = 6). null = use alpha_lr as given.
     alpha_travel: float | None = None
     alpha_betas: tuple[float, float] = (0.5, 0.999)
-    alpha_weight_decay: float = 1.0e-3
+    # Coupled L2 decay on the alphas (Adam's weight_decay). Off by default: DARTS's 1e-3 assumes
+    # alpha gradients far above 1e-3, but udarts measures a typical one at 2e-5 (demo) to 2e-4
+    # (CamVid), where Adam, which normalises gradient plus decay, stops a logit at about
+    # gradient / decay = 0.02-0.2 whatever the travel (bench/bench_alpha_signal.py, BENCHMARKS.md).
+    alpha_weight_decay: float = 0.0
     order: str = "first"  # first | second
     unrolled_lr: float | None = None  # xi of the second-order step; null = weight_lr
     grad_clip: float | None = 5.0

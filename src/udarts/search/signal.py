@@ -10,6 +10,12 @@ otherwise the alphas end near uniform whatever the search's length, and the deri
 random draw. ``alpha_gradient_snr`` measures the SNR at a supernet's current weights; with ``B``
 batches even a signal-free gradient shows a median SNR of about ``0.674 / sqrt(B)``
 (``AlphaSignal.noise_floor``), so only values well above it measure a signal.
+
+Coupled weight decay on the alphas (``search.alpha_weight_decay``, added to the gradient before
+Adam normalises it) stops a logit where ``decay x alpha`` cancels the gradient's mean, at about
+``|mean gradient| / decay`` (``AlphaSignal.decay_ceiling``), whatever the travel: with DARTS's
+1e-3 and the alpha gradients of a Dice loss (1e-5-1e-4) that is 0.02-0.2 logits, so no cell can
+settle. That is why udarts's default is no decay.
 """
 
 from __future__ import annotations
@@ -27,6 +33,13 @@ class AlphaSignal:
     median_snr: float  # over every alpha of every cell
     upper_snr: float  # the 90th percentile
     cell_median_snr: dict[str, float]  # per cell (slot name)
+    median_gradient: float = float("nan")  # median over alphas of |mean gradient over batches|
+
+    def decay_ceiling(self, weight_decay: float) -> float:
+        """The logit at which coupled L2 weight decay (``weight_decay * alpha`` added to the
+        gradient, as ``torch.optim.Adam(weight_decay=...)`` does) cancels a typical alpha's signal:
+        a typical alpha cannot move past it whatever the travel, because Adam normalises the sum."""
+        return self.median_gradient / weight_decay if weight_decay > 0 else float("inf")
 
     @property
     def noise_floor(self) -> float:
@@ -57,4 +70,5 @@ def alpha_gradient_snr(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Ten
     snr = stacked.mean(0).abs() / stacked.std(0).clamp_min(1e-30)
     sizes = [alpha.numel() for alpha in alphas]
     per_cell = {slot.name: float(part.median()) for slot, part in zip(model.slots, torch.split(snr, sizes))}
-    return AlphaSignal(len(gradients), float(snr.median()), float(torch.quantile(snr, 0.9)), per_cell)
+    return AlphaSignal(len(gradients), float(snr.median()), float(torch.quantile(snr, 0.9)), per_cell,
+                       float(stacked.mean(0).abs().median()))
