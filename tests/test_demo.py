@@ -7,6 +7,7 @@ cancelled its gradient (about 2e-5 here): at 0.02. BENCHMARKS.md, "Alpha gradien
 """
 
 import pytest
+import torch
 
 from udarts import experiment
 from udarts.app.demo import DEMO_SETTINGS
@@ -17,9 +18,16 @@ from udarts.search.diagnostics import ENTROPY_WARNING
 
 @pytest.fixture(scope="module")
 def demo_search(tmp_path_factory):
+    """One torch thread, as the README's measurements: the same numbers on every machine, and no
+    thread oversubscription when the suite shares the cores (about 2 minutes on one core)."""
     config = resolve(None, [(DEMO_SETTINGS, "demo")]).updated({"progress": False}, "test")
     out = tmp_path_factory.mktemp("demo") / "search"
-    experiment.run_search(config, out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        experiment.run_search(config, out)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
