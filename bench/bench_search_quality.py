@@ -47,7 +47,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_search_accuracy import Setting, describe, run_command, run_to_the_end, shown  # noqa: E402
+from bench_search_accuracy import Setting, describe, run_command, run_is_finished, run_to_the_end, shown  # noqa: E402
 
 from udarts.complexity import cpu_model  # noqa: E402
 from udarts.app.compare import Statistic, measure_cost, read_run_result  # noqa: E402
@@ -146,7 +146,8 @@ def read_outcome(candidate: Candidate, args: argparse.Namespace) -> Outcome:
     if candidate.search_dir is not None:
         search_minutes = sum(record.get("seconds") or 0.0 for record in read_jsonl(Path(candidate.search_dir) / "metrics.jsonl")) / 60
     long_dir = train_dir(args, candidate, long=True)
-    long_miou = read_run_result(candidate.label, 0, long_dir).best_val_miou if (long_dir / "metrics.jsonl").is_file() else None
+    # only a finished long run counts: --report-only may run while one is still training
+    long_miou = read_run_result(candidate.label, 0, long_dir).best_val_miou if run_is_finished("train", long_dir) else None
     spec_width = None
     if candidate.genotype is not None:
         spec_width = int(yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["width"])

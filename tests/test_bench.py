@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -109,11 +110,13 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
     out, table = tmp_path / "bench", tmp_path / "quality.json"
     argv = ["bench_search_quality.py", "--root", str(camvid), "--out", str(out), "--search-seeds", "0", "--random", "2", "--train-seeds", "0,1",
             "--baselines", "unet", "--search-config", str(search_config), "--train-config", str(train_config),
-            "--json", str(table), "--plot", str(tmp_path / "quality.png")]
+            "--json", str(table), "--plot", str(tmp_path / "quality.png"), "--long-epochs", "2", "--long-candidates", "2"]
     monkeypatch.setattr(sys, "argv", argv)
     quality.main()
     outcomes = json.loads(table.read_text())
     assert [row["kind"] for row in outcomes] == ["searched", "random", "random", "baseline"]
+    # the searched genotype and the first random one were trained again for 2 epochs (Kendall tau)
+    assert [row["long_holdout_miou"] is not None for row in outcomes] == [True, True, False, False]
     for row in outcomes:
         assert 0 <= row["holdout_miou"] <= 1 and 0 <= row["val_miou"] <= 1
         assert len(row["holdout_per_seed"]) == 2 and row["holdout_miou"] == pytest.approx(sum(row["holdout_per_seed"]) / 2)
@@ -128,6 +131,12 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
     monkeypatch.setattr(sys, "argv", [*argv, "--report-only"])
     quality.main()  # reports the finished candidates, runs nothing
     assert [row["label"] for row in json.loads(table.read_text())] == [row["label"] for row in outcomes]
+    long_config = next(out.glob("long-random-*/config.yaml"))  # as if that long run were still training
+    resolved = yaml.safe_load(long_config.read_text())
+    resolved["train"]["epochs"] = 3
+    long_config.write_text(yaml.safe_dump(resolved))
+    quality.main()
+    assert [row["long_holdout_miou"] is not None for row in json.loads(table.read_text())] == [True, False, False, False]
     assert quality.kendall_tau([1, 2, 3], [1, 2, 3]) == 1 and quality.kendall_tau([1, 2, 3], [3, 2, 1]) == -1
 
 
