@@ -57,6 +57,11 @@ def measure(run: Path, args: argparse.Namespace) -> dict:
             "entropy": (min(entropies), max(entropies))}
 
 
+def ceiling(signal, weight_decay: float) -> str:
+    """The decay ceiling as printed: 'none' without a decay."""
+    return f"{signal.decay_ceiling(weight_decay):.2f}" if weight_decay > 0 else "none"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="search run folders")
@@ -77,7 +82,7 @@ def main() -> None:
         print(f"| {row['run']} | {row['mode']} | {row['size']} | {row['epochs']} | {row['steps']} | {row['travel']:.2f} | "
               f"{signal.median_snr:.3f} | {signal.upper_snr:.3f} | {signal.expected_drift(row['travel']):.2f} | "
               f"{row['travel'] / math.sqrt(max(row['steps'], 1)):.2f} | {signal.median_gradient:.2e} | {row['weight_decay']:g} | "
-              f"{signal.decay_ceiling(row['weight_decay']):.2f} | {row['entropy'][0]:.3f}-{row['entropy'][1]:.3f} |")
+              f"{ceiling(signal, row['weight_decay'])} | {row['entropy'][0]:.3f}-{row['entropy'][1]:.3f} |")
     print(f"\nNoise floor: gradients without any signal show a median SNR of about {floor:.3f} with {args.batches} batches "
           "(0.674 / sqrt(batches)); the drift column is meaningful only where the SNR is well above it. The decay ceiling "
           "(median |mean gradient| / alpha weight decay) is the logit at which the coupled weight decay cancels a typical "

@@ -38,6 +38,11 @@ def random_agreement(example: Genotype, pairs: int, top_k: int) -> dict[str, tup
             for key in KEYS}
 
 
+def name(path: Path) -> str:
+    """A run folder's name for its ``genotype.json``, else the file's stem."""
+    return path.parent.name if path.name == "genotype.json" and path.parent.name else path.stem
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("genotypes", nargs="+", type=Path, help="genotype.json files (at least 2)")
@@ -45,8 +50,14 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.genotypes) < 2:
         parser.error("give at least 2 genotypes")
+    if len(set(args.genotypes)) < len(args.genotypes):
+        parser.error("a genotype file is given twice")
     genotypes = {path: Genotype.load(path) for path in args.genotypes}
     first = next(iter(genotypes.values()))
+    for path, genotype in genotypes.items():
+        if genotype.op_set != first.op_set or genotype.num_nodes != first.num_nodes:
+            parser.error(f"{path}: another space (ops {list(genotype.op_set)}, {genotype.num_nodes} nodes) than "
+                         f"{args.genotypes[0]} (ops {list(first.op_set)}, {first.num_nodes} nodes)")
     top_k = int(first.search.get("top_k", 2))
     chance = random_agreement(first, args.pairs, top_k)
     print(f"## Seed agreement of searched genotypes\n\n`{' '.join(['python', *sys.argv])}`; {datetime.date.today()}; "
@@ -55,7 +66,7 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for (path_a, a), (path_b, b) in itertools.combinations(genotypes.items(), 2):
         row = agreement(a, b)
-        print(f"| {path_a.parent.name or path_a.name} / {path_b.parent.name or path_b.name} | "
+        print(f"| {name(path_a)} / {name(path_b)} | "
               + " | ".join(f"{row[key]:.2f}" for key in KEYS) + " |")
     print("| two random draws: mean (95th percentile) | "
           + " | ".join(f"{chance[key][0]:.2f} ({chance[key][1]:.2f})" for key in KEYS) + " |")

@@ -182,3 +182,9 @@ def test_seed_agreement_bench_sets_a_pair_against_random_draws(tmp_path, monkeyp
     chance = next(line for line in lines if line.startswith("| two random draws"))
     edges, ops_share, genes = (float(cell.split()[0]) for cell in chance.strip("|").split("|")[1:])
     assert 0 < genes < ops_share < 1 and 0 < edges < 1
+    other_space = sample_genotype(7, 0, ops, num_nodes=3).save(tmp_path / "d.json")
+    for bad, message in (([paths[0], paths[0]], "given twice"), ([paths[0], other_space], "d.json: another space")):
+        monkeypatch.setattr(sys, "argv", ["bench_seed_agreement.py", *map(str, bad)])
+        with pytest.raises(SystemExit):
+            load("bench_seed_agreement").main()
+        assert message in capsys.readouterr().err

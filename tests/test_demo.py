@@ -1,9 +1,10 @@
 """The demo's own search must search: its alphas end clearly away from uniform.
 
-This runs the demo's search exactly as ``udarts demo`` does (``DEMO_SETTINGS``, about 1-2 minutes
-on one CPU core). With DARTS's coupled alpha weight decay of 1e-3 the same search ended at
-normalised entropies of 0.99-1.00 in every cell, because Adam stopped each logit where the decay
-cancelled its gradient (about 2e-5 here): at 0.02. BENCHMARKS.md, "Alpha gradient signal".
+This runs the demo's search exactly as ``udarts demo`` does (``DEMO_SETTINGS``, about 2 minutes
+on one CPU core). With DARTS's coupled alpha weight decay of 1e-3, searches of these settings with
+6 and 12 epochs ended at normalised entropies of 0.99-1.00 in every cell, because Adam stopped each
+logit where the decay cancelled its gradient (about 2e-5 here): at 0.02. BENCHMARKS.md, "Why the
+alphas did not settle".
 """
 
 import pytest
@@ -13,7 +14,7 @@ from udarts import experiment
 from udarts.app.demo import DEMO_SETTINGS
 from udarts.config import resolve
 from udarts.io import read_jsonl
-from udarts.search.diagnostics import ENTROPY_WARNING
+from udarts.search.diagnostics import ENTROPY_WARNING, MARGIN_WARNING
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +32,12 @@ def demo_search(tmp_path_factory):
     return out
 
 
-def test_demo_search_ends_with_settled_alphas(demo_search, capsys):
+def test_demo_search_ends_with_settled_alphas(demo_search):
     last = read_jsonl(demo_search / "alphas.jsonl")[-1]
     entropies = {cell: round(record["entropy"], 3) for cell, record in last["diagnostics"].items()}
     assert len(entropies) == 8
     assert max(entropies.values()) < ENTROPY_WARNING, entropies  # every cell, not only the easy ones
-    assert sum(entropies.values()) / len(entropies) < 0.85, entropies  # uniform is 1.0; measured 0.56-0.81 per cell
+    # uniform is 1.0; measured (this search, one thread, 2026-11-30): 0.58-0.87 per cell, mean 0.76
+    assert sum(entropies.values()) / len(entropies) < 0.85, entropies
+    margins = {cell: round(record["min_margin"], 4) for cell, record in last["diagnostics"].items()}
+    assert min(margins.values()) >= MARGIN_WARNING, margins  # no kept op in a near-tie (measured: 0.021 at least)

@@ -208,6 +208,7 @@ def search_meta(config: Config) -> dict[str, Any]:
         "dataset": config.data.name, "width": config.model.width, "image_size": list(config.data.image_size),
         "seed": config.seed, "epochs": config.search.epochs, "mode": config.search.mode, "order": config.search.order,
         "loss": config.search.loss, "top_k": config.search.top_k, "max_identity": config.search.max_identity,
+        "alpha_travel": config.search.alpha_travel, "alpha_weight_decay": config.search.alpha_weight_decay,
         "udarts_version": __version__,
     }
 

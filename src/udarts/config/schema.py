@@ -142,7 +142,7 @@ class SearchConfig:
     # Coupled L2 decay on the alphas (Adam's weight_decay). Off by default: DARTS's 1e-3 assumes
     # alpha gradients far above 1e-3, but udarts measures a typical one at 2e-5 (demo) to 2e-4
     # (CamVid), where Adam, which normalises gradient plus decay, stops a logit at about
-    # gradient / decay = 0.02-0.2 whatever the travel (bench/bench_alpha_signal.py, BENCHMARKS.md).
+    # gradient / decay = 0.02-0.18 whatever the travel (bench/bench_alpha_signal.py, BENCHMARKS.md).
     alpha_weight_decay: float = 0.0
     order: str = "first"  # first | second
     unrolled_lr: float | None = None  # xi of the second-order step; null = weight_lr

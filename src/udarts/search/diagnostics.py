@@ -214,8 +214,8 @@ def genotype_warnings(
         warnings.append(
             f"weakly determined cells {cells}: the alphas are barely away from uniform (normalised entropy above "
             f"{entropy_threshold}; 1 = uniform), so their derived ops and edges are close to a random draw; "
-            "search longer, with larger alpha steps (search.alpha_travel) or without alpha weight decay "
-            "(search.alpha_weight_decay: 0; a decay stops the logits where it cancels their gradient)"
+            "search longer or with larger alpha steps (search.alpha_travel), and with search.alpha_weight_decay at 0 "
+            "(the default: a decay stops the logits where it cancels their gradient)"
         )
     close = [item for item in diagnostics if item.kept_edges and item.min_margin < margin_threshold]
     if close:
