@@ -58,8 +58,9 @@ def measure(run: Path, args: argparse.Namespace) -> dict:
 
 
 def ceiling(signal, weight_decay: float) -> str:
-    """The decay ceiling as printed: 'none' without a decay."""
-    return f"{signal.decay_ceiling(weight_decay):.2f}" if weight_decay > 0 else "none"
+    """The decay ceiling as printed: 'none' without a decay (an infinite ceiling)."""
+    value = signal.decay_ceiling(weight_decay)
+    return "none" if math.isinf(value) else f"{value:.2f}"
 
 
 def main() -> None:

@@ -29,11 +29,11 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 from udarts import experiment
 from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latency
-from udarts.config import Config, resolve
+from udarts.app.compare import run_finished
+from udarts.config import resolve
 from udarts.io import atomic_write_text, read_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,11 +65,8 @@ def train(args: argparse.Namespace, model: str, seed: int) -> Path:
 
 
 def finished(path: Path) -> bool:
-    """Whether the run in ``path`` has logged every epoch its config asks for (and has a best.pt)."""
-    records = read_jsonl(path / "metrics.jsonl")
-    if not records or not (path / "best.pt").is_file():
-        return False
-    return records[-1]["epoch"] >= Config.from_dict(yaml.safe_load((path / "config.yaml").read_text())).train.epochs
+    """Whether the run in ``path`` has checkpointed every epoch its config asks for and has a best.pt."""
+    return run_finished(path) and (path / "best.pt").is_file()
 
 
 def score(path: Path, args: argparse.Namespace) -> dict[str, float]:

@@ -35,10 +35,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from udarts.complexity import cpu_model
-from udarts.app.compare import Statistic, checkpoint_epoch, measure_cost, read_run_result
+from udarts.app.compare import Statistic, checkpoint_epoch, measure_cost, read_run_result, run_finished
 from udarts.io import read_jsonl
 from udarts.genotype import Genotype
 from udarts.viz.figures import save_figure
@@ -114,16 +113,10 @@ def search_then_train(setting: Setting, seed: int, args: argparse.Namespace) -> 
     return read_outcome(setting, seed, search_dir, train_dir)
 
 
-def run_is_finished(command: str, run_dir: Path) -> bool:
-    """Whether the ``udarts COMMAND`` run in ``run_dir`` has checkpointed its configured last epoch."""
-    epoch = checkpoint_epoch(run_dir)
-    return epoch is not None and epoch >= int(yaml.safe_load((run_dir / "config.yaml").read_text())[command]["epochs"])
-
-
 def run_to_the_end(command: str, run_dir: Path, start_flags: list[str], log_dir: Path) -> None:
     """``udarts COMMAND`` into ``run_dir``: nothing when its checkpoint is at the configured last
     epoch, ``--resume`` when it has one, else a new run with ``start_flags``."""
-    if run_is_finished(command, run_dir):
+    if run_finished(run_dir, command):
         return
     flags = ["--resume", str(run_dir)] if checkpoint_epoch(run_dir) is not None else [*start_flags, "--out", str(run_dir)]
     run_command([sys.executable, "-m", "udarts.cli", command, *flags, "--no-progress"], log_dir / f"{run_dir.name}.log")

@@ -47,10 +47,10 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_search_accuracy import Setting, describe, run_command, run_is_finished, run_to_the_end, shown  # noqa: E402
+from bench_search_accuracy import Setting, describe, run_command, run_to_the_end, shown  # noqa: E402
 
 from udarts.complexity import cpu_model  # noqa: E402
-from udarts.app.compare import Statistic, measure_cost, read_run_result  # noqa: E402
+from udarts.app.compare import Statistic, measure_cost, read_run_result, run_finished  # noqa: E402
 from udarts.io import read_jsonl  # noqa: E402
 from udarts.genotype import Genotype  # noqa: E402
 from udarts.viz.figures import save_figure  # noqa: E402
@@ -147,7 +147,7 @@ def read_outcome(candidate: Candidate, args: argparse.Namespace) -> Outcome:
         search_minutes = sum(record.get("seconds") or 0.0 for record in read_jsonl(Path(candidate.search_dir) / "metrics.jsonl")) / 60
     long_dir = train_dir(args, candidate, long=True)
     # only a finished long run counts: --report-only may run while one is still training
-    long_miou = read_run_result(candidate.label, 0, long_dir).best_val_miou if run_is_finished("train", long_dir) else None
+    long_miou = read_run_result(candidate.label, 0, long_dir).best_val_miou if run_finished(long_dir) else None
     spec_width = None
     if candidate.genotype is not None:
         spec_width = int(yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["width"])

@@ -33,7 +33,7 @@ class AlphaSignal:
     median_snr: float  # over every alpha of every cell
     upper_snr: float  # the 90th percentile
     cell_median_snr: dict[str, float]  # per cell (slot name)
-    median_gradient: float = float("nan")  # median over alphas of |mean gradient over batches|
+    median_gradient: float  # median over alphas of |mean gradient over batches|
 
     def decay_ceiling(self, weight_decay: float) -> float:
         """The logit at which coupled L2 weight decay (``weight_decay * alpha`` added to the

@@ -47,6 +47,7 @@ from udarts.app.compare.plan import (
     parse_entries,
     plan_entries,
     prepare,
+    run_finished,
     run_folder,
 )
 from udarts.app.compare.render import (
@@ -88,7 +89,7 @@ from udarts.app.compare.results import (
 __all__ = [
     "COMPARISON_FILE", "COMPARISON_FORMAT", "COMPARISON_VERSION", "IGNORED_CONFIG_KEYS", "SEARCHNET", "ComparisonError",
     "ModelEntry", "PlannedRun", "TrainRun", "adopt_genotypes", "checkpoint_epoch", "config_differences", "execute",
-    "load_plan", "parse_entries", "plan_entries", "prepare", "run_folder",
+    "load_plan", "parse_entries", "plan_entries", "prepare", "run_finished", "run_folder",
     "CSV_COLUMNS", "CURVES_PNG", "PREDICTIONS_PNG", "RUNS_CSV", "SUMMARY_MARKDOWN", "TABLE_CSV", "TABLE_HEADER",
     "TABLE_MARKDOWN", "Samples", "format_count", "format_seconds", "format_statistic", "markdown_table", "predict_masks",
     "render", "summary_markdown", "take_samples", "write_runs_csv", "write_table_csv",

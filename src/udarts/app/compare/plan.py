@@ -245,6 +245,13 @@ def checkpoint_epoch(run_path: Path) -> int | None:
         return None
 
 
+def run_finished(run_path: Path, kind: str = "train") -> bool:
+    """Whether the ``kind`` run (``train`` or ``search``) in ``run_path`` has checkpointed the last
+    epoch its recorded ``config.yaml`` asks for."""
+    epoch = checkpoint_epoch(run_path)
+    return epoch is not None and epoch >= int(yaml.safe_load((run_path / "config.yaml").read_text())[kind]["epochs"])
+
+
 TrainRun = Callable[[PlannedRun, bool], object]  # (run, resume) -> anything
 
 
