@@ -26,6 +26,10 @@ completes; ``--jobs 2`` runs two commands at a time (one torch thread each).
         --settings pc_darts --search-seeds 0,1 --random 8 --jobs 2 --plot docs/images/search-quality.png
 
 A setting is ``MODE[:KEY=VALUE[:KEY=VALUE...]]`` with keys of the config's ``search`` section.
+The derivation-time keys ``max_identity`` and ``top_k`` (the identity cap, the kept edges per node)
+do not search again: the setting without them is searched once (or reused) and its checkpoint
+derived again with ``udarts derive --max-identity N --top-k K``, so that a cap is measured on the
+very alphas it caps.
 Prints a Markdown section for BENCHMARKS.md; ``--json FILE`` also writes the raw numbers.
 """
 
@@ -112,16 +116,38 @@ def train_and_score(candidate: Candidate, args: argparse.Namespace, long: bool =
                     args.out / f"{run_dir.name}.log")
 
 
+DERIVE_KEYS = {"max_identity": "--max-identity", "top_k": "--top-k"}  # setting keys applied by `udarts derive`
+
+
+def split_setting(setting: Setting) -> tuple[Setting, list[str]]:
+    """The setting that is searched (without the derivation-time keys) and the ``udarts derive`` flags."""
+    searched = tuple((key, value) for key, value in setting.overrides if key not in DERIVE_KEYS)
+    derive_flags = [flag for key, value in setting.overrides if key in DERIVE_KEYS for flag in (DERIVE_KEYS[key], value)]
+    label = ":".join([setting.mode, *(f"{key}={value}" for key, value in searched)])
+    return Setting(label, setting.mode, searched), derive_flags
+
+
 def searched_candidate(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
-    search_dir = args.out / f"search-{setting.slug}-seed{seed}"
-    genotype = search_dir / "genotype.json"
+    searched, derive_flags = split_setting(setting)
+    search_dir = args.out / f"search-{searched.slug}-seed{seed}"
+    genotype = args.out / f"genotype-{setting.slug}-seed{seed}.json" if derive_flags else search_dir / "genotype.json"
     return Candidate(f"search {setting.label} seed {seed}", "searched", str(genotype), ["--genotype", str(genotype)], str(search_dir))
 
 
-def search(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
+def search(setting: Setting, seed: int, args: argparse.Namespace) -> None:
+    """Run (or resume, or reuse) the search of ``setting`` without its derivation-time keys."""
+    searched, _ = split_setting(setting)
+    run_to_the_end("search", Path(searched_candidate(searched, seed, args).search_dir),
+                   ["--config", str(args.search_config), "--root", str(args.root), "--seed", str(seed), *searched.set_flags()], args.out)
+
+
+def derive(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
+    """The finished search's genotype, derived again with the setting's derivation-time keys if it has any."""
     candidate = searched_candidate(setting, seed, args)
-    run_to_the_end("search", Path(candidate.search_dir), ["--config", str(args.search_config), "--root", str(args.root),
-                                                          "--seed", str(seed), *setting.set_flags()], args.out)
+    _, derive_flags = split_setting(setting)
+    if derive_flags and not Path(candidate.genotype).is_file():
+        run_command([sys.executable, "-m", "udarts.cli", "derive", candidate.search_dir, *derive_flags, "--out", candidate.genotype],
+                    args.out / f"{Path(candidate.genotype).stem}.log")
     return candidate
 
 
@@ -313,9 +339,13 @@ def main() -> None:
         return
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         # searches first (each then retrained), the random genotypes and baselines fill the other slot
-        searched_futures = [pool.submit(lambda s=setting, seed=seed: search(s, seed, args)) for setting in settings for seed in seeds]
+        # one search per (searched setting, seed): settings that differ only in derivation-time keys share it
+        unique = {(split_setting(setting)[0], seed): setting for setting in settings for seed in seeds}
+        search_futures = [pool.submit(search, setting, seed, args) for (_, seed), setting in unique.items()]
         trained = [pool.submit(train_and_score, candidate, args, False, seed) for seed in args.train_seeds for candidate in candidates]
-        searched = [future.result() for future in searched_futures]
+        for future in search_futures:
+            future.result()
+        searched = [derive(setting, seed, args) for setting in settings for seed in seeds]
         trained += [pool.submit(train_and_score, candidate, args, False, seed) for seed in args.train_seeds for candidate in searched]
         for future in trained:
             future.result()

@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 
+from udarts.genotype import Genotype
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -91,7 +93,8 @@ def test_accuracy_bench_searches_retrains_reports_and_reuses_finished_runs(tmp_p
 
 
 def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tmp_path, shared_data, monkeypatch):
-    """End to end on CamVid at a tiny size: 1 search, 2 random genotypes and the classic UNet, each
+    """End to end on CamVid at a tiny size: 1 search (derived twice: as searched, and with an identity
+    cap of 0, which derives from the same search again), 2 random genotypes and the classic UNet, each
     retrained with a 1-epoch recipe and scored on the held-out sequence and on val; a re-run reuses
     every finished run."""
     camvid = shared_data / "camvid"
@@ -108,22 +111,28 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
         "model: {width: 4, flops_budget: 0.004}\n"
         "train: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 0.0, select_split: holdout}\n")
     out, table = tmp_path / "bench", tmp_path / "quality.json"
-    argv = ["bench_search_quality.py", "--root", str(camvid), "--out", str(out), "--search-seeds", "0", "--random", "2", "--train-seeds", "0,1",
+    argv = ["bench_search_quality.py", "--root", str(camvid), "--out", str(out), "--settings", "pc_darts,pc_darts:max_identity=0",
+            "--search-seeds", "0", "--random", "2", "--train-seeds", "0,1",
             "--baselines", "unet", "--search-config", str(search_config), "--train-config", str(train_config),
             "--json", str(table), "--plot", str(tmp_path / "quality.png"), "--long-epochs", "2", "--long-candidates", "2"]
     monkeypatch.setattr(sys, "argv", argv)
     quality.main()
     outcomes = json.loads(table.read_text())
-    assert [row["kind"] for row in outcomes] == ["searched", "random", "random", "baseline"]
-    # the searched genotype and the first random one were trained again for 2 epochs (Kendall tau)
-    assert [row["long_holdout_miou"] is not None for row in outcomes] == [True, True, False, False]
+    assert [row["kind"] for row in outcomes] == ["searched", "searched", "random", "random", "baseline"]
+    assert [row["label"] for row in outcomes[:2]] == ["search pc_darts seed 0", "search pc_darts:max_identity=0 seed 0"]
+    assert [path.name for path in out.glob("search-*") if path.is_dir()] == ["search-pc_darts-seed0"]  # the cap searched nothing again
+    capped = Genotype.load(out / "genotype-pc_darts-max_identity0-seed0.json")
+    assert all("identity" not in cell.ops() for cell in capped.cells)
+    assert capped.search["max_identity"] == 0
+    # the two searched genotypes were trained again for 2 epochs (Kendall tau)
+    assert [row["long_holdout_miou"] is not None for row in outcomes] == [True, True, False, False, False]
     for row in outcomes:
         assert 0 <= row["holdout_miou"] <= 1 and 0 <= row["val_miou"] <= 1
         assert len(row["holdout_per_seed"]) == 2 and row["holdout_miou"] == pytest.approx(sum(row["holdout_per_seed"]) / 2)
         if row["kind"] != "baseline":
             assert row["gflops"] <= 0.004  # matched FLOPs: every genotype under the budget
     assert (tmp_path / "quality.png").stat().st_size > 0
-    assert len(list(out.glob("train-*-s1/best.pt"))) == 4  # every candidate retrained with seed 1 too
+    assert len(list(out.glob("train-*-s1/best.pt"))) == 5  # every candidate retrained with seed 1 too
     first = {path: path.stat().st_mtime for path in out.glob("train-*/best.pt")}
     quality.main()  # everything is reused
     assert {path: path.stat().st_mtime for path in out.glob("train-*/best.pt")} == first
@@ -131,12 +140,12 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
     monkeypatch.setattr(sys, "argv", [*argv, "--report-only"])
     quality.main()  # reports the finished candidates, runs nothing
     assert [row["label"] for row in json.loads(table.read_text())] == [row["label"] for row in outcomes]
-    long_config = next(out.glob("long-random-*/config.yaml"))  # as if that long run were still training
+    long_config = out / "long-search-pc_darts-max_identity0-seed-0" / "config.yaml"  # as if that long run were still training
     resolved = yaml.safe_load(long_config.read_text())
     resolved["train"]["epochs"] = 3
     long_config.write_text(yaml.safe_dump(resolved))
     quality.main()
-    assert [row["long_holdout_miou"] is not None for row in json.loads(table.read_text())] == [True, False, False, False]
+    assert [row["long_holdout_miou"] is not None for row in json.loads(table.read_text())] == [True, False, False, False, False]
     assert quality.kendall_tau([1, 2, 3], [1, 2, 3]) == 1 and quality.kendall_tau([1, 2, 3], [3, 2, 1]) == -1
 
 
