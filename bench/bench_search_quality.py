@@ -75,6 +75,7 @@ class Candidate:
     genotype: str | None  # path of the genotype (SEARCH-Net) or None (baseline)
     train_flags: list[str]
     search_dir: str | None = None
+    setting: str | None = None  # the searched setting's label (searched candidates), e.g. "pc_darts:beta_decay=0.2"
 
     @property
     def slug(self) -> str:
@@ -96,6 +97,8 @@ class Outcome:
     search_minutes: float | None
     kept_ops: str
     long_holdout_miou: float | None = None
+    long_epochs: int | None = None  # the finished long run's train.epochs
+    setting: str | None = None
 
 
 def train_dir(args: argparse.Namespace, candidate: Candidate, long: bool = False, seed: int = 0) -> Path:
@@ -131,7 +134,8 @@ def searched_candidate(setting: Setting, seed: int, args: argparse.Namespace) ->
     searched, derive_flags = split_setting(setting)
     search_dir = args.out / f"search-{searched.slug}-seed{seed}"
     genotype = args.out / f"genotype-{setting.slug}-seed{seed}.json" if derive_flags else search_dir / "genotype.json"
-    return Candidate(f"search {setting.label} seed {seed}", "searched", str(genotype), ["--genotype", str(genotype)], str(search_dir))
+    return Candidate(f"search {setting.label} seed {seed}", "searched", str(genotype), ["--genotype", str(genotype)], str(search_dir),
+                     setting.label)
 
 
 def search(setting: Setting, seed: int, args: argparse.Namespace) -> None:
@@ -173,7 +177,9 @@ def read_outcome(candidate: Candidate, args: argparse.Namespace) -> Outcome:
         search_minutes = sum(record.get("seconds") or 0.0 for record in read_jsonl(Path(candidate.search_dir) / "metrics.jsonl")) / 60
     long_dir = train_dir(args, candidate, long=True)
     # only a finished long run counts: --report-only may run while one is still training
-    long_miou = read_run_result(candidate.label, 0, long_dir).best_val_miou if run_finished(long_dir) else None
+    long_finished = run_finished(long_dir)
+    long_miou = read_run_result(candidate.label, 0, long_dir).best_val_miou if long_finished else None
+    long_epochs = int(yaml.safe_load((long_dir / "config.yaml").read_text())["train"]["epochs"]) if long_finished else None
     spec_width = None
     if candidate.genotype is not None:
         spec_width = int(yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["width"])
@@ -183,7 +189,7 @@ def read_outcome(candidate: Candidate, args: argparse.Namespace) -> Outcome:
         val_miou=statistics.fmean(vals), train_minutes=statistics.fmean(run.train_seconds for run in runs) / 60,
         search_minutes=search_minutes, holdout_per_seed=[run.best_val_miou for run in runs],
         kept_ops=describe(Genotype.load(candidate.genotype)) if candidate.genotype else "",
-        long_holdout_miou=long_miou,
+        long_holdout_miou=long_miou, long_epochs=long_epochs, setting=candidate.setting,
     )
 
 
@@ -236,22 +242,26 @@ def markdown(args: argparse.Namespace, outcomes: list[Outcome], started: float) 
             f"{'' if outcome.search_minutes is None else f'{outcome.search_minutes:.1f}'} | {outcome.train_minutes:.1f} | {outcome.kept_ops} |"
         )
     lines += ["", "| group | count | held-out mIoU, mean +- std | val mIoU, mean +- std | GFLOPs, mean |", "|---|---:|---:|---:|---:|"]
-    for kind in ("searched", "random", "baseline"):
-        rows = [outcome for outcome in outcomes if outcome.kind == kind]
-        for label, group in ([(kind, rows)] if kind != "baseline" else [(row.label, [row]) for row in rows]):
-            if not group:
-                continue
-            held = Statistic.of([100 * row.holdout_miou for row in group])
-            val = Statistic.of([100 * row.val_miou for row in group])
-            spread = lambda stat: f"{stat.mean:.2f}" + (f" +- {stat.std:.2f}" if stat.std is not None else "")  # noqa: E731
-            lines.append(f"| {label} | {len(group)} | {spread(held)} | {spread(val)} | {Statistic.of([row.gflops for row in group]).mean:.3f} |")
+    settings = list(dict.fromkeys(outcome.setting for outcome in searched))  # in the order given
+    by_setting = {setting: [outcome for outcome in searched if outcome.setting == setting] for setting in settings}
+    groups = ([(f"searched {setting}", rows) for setting, rows in by_setting.items()]
+              + [("random", randoms)] + [(row.label, [row]) for row in outcomes if row.kind == "baseline"])
+    for label, group in groups:
+        if not group:
+            continue
+        held = Statistic.of([100 * row.holdout_miou for row in group])
+        val = Statistic.of([100 * row.val_miou for row in group])
+        spread = lambda stat: f"{stat.mean:.2f}" + (f" +- {stat.std:.2f}" if stat.std is not None else "")  # noqa: E731
+        lines.append(f"| {label} | {len(group)} | {spread(held)} | {spread(val)} | {Statistic.of([row.gflops for row in group]).mean:.3f} |")
     if searched and random_stat.std:
-        searched_mean = Statistic.of([100 * outcome.holdout_miou for outcome in searched]).mean
-        margin = (searched_mean - random_stat.mean) / random_stat.std
-        verdict = "beats" if margin >= 2 else "does not beat"
-        lines += ["", f"Searched mean {searched_mean:.2f} vs random {random_stat.mean:.2f} +- {random_stat.std:.2f} "
-                      f"(val: random {random_val.mean:.2f} +- {random_val.std or 0:.2f}): {margin:+.2f} random standard deviations; "
-                      f"the search {verdict} random sampling by the issue's bar of 2 standard deviations."]
+        lines += ["", f"Against random {random_stat.mean:.2f} +- {random_stat.std:.2f} held-out "
+                      f"(val: {random_val.mean:.2f} +- {random_val.std or 0:.2f}), by setting (the issue's bar: +2 random standard deviations):"]
+        for setting, rows in by_setting.items():
+            searched_mean = Statistic.of([100 * outcome.holdout_miou for outcome in rows]).mean
+            margin = (searched_mean - random_stat.mean) / random_stat.std
+            verdict = "beats" if margin >= 2 else "does not beat"
+            lines.append(f"- {setting}: searched mean {searched_mean:.2f} over {len(rows)} search seed(s), {margin:+.2f} random "
+                         f"standard deviations; {verdict} random sampling by the bar.")
     if len(args.train_seeds) > 1 and len(randoms) > 1:
         within = statistics.fmean(statistics.stdev(100 * value for value in row.holdout_per_seed) for row in outcomes
                                   if row.kind != "baseline")
@@ -261,7 +271,8 @@ def markdown(args: argparse.Namespace, outcomes: list[Outcome], started: float) 
     ranked = [outcome for outcome in outcomes if outcome.long_holdout_miou is not None]
     if len(ranked) >= 2:
         tau = kendall_tau([row.holdout_miou for row in ranked], [row.long_holdout_miou for row in ranked])
-        lines += ["", f"Rank agreement of the cheap recipe with {args.long_epochs} epochs over {len(ranked)} genotypes: "
+        epochs = "/".join(str(value) for value in sorted({row.long_epochs for row in ranked}))
+        lines += ["", f"Rank agreement of the cheap recipe with {epochs} epochs over {len(ranked)} genotypes: "
                       f"Kendall tau {tau:+.2f} (" + ", ".join(f"{row.label} {100 * row.holdout_miou:.1f} -> {100 * row.long_holdout_miou:.1f}"
                                                           for row in ranked) + ")."]
     return "\n".join(lines)
@@ -275,19 +286,24 @@ def plot(outcomes: list[Outcome], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6.5, 4.2), dpi=120)
-    styles = {"random": dict(color="0.6", marker="o", label="random genotypes"),
-              "searched": dict(color="tab:red", marker="*", s=120, label="searched genotypes")}
-    for kind, style in styles.items():
-        rows = [outcome for outcome in outcomes if outcome.kind == kind]
-        if rows:
-            axes.scatter([row.gflops for row in rows], [100 * row.holdout_miou for row in rows], zorder=3, **style)
+    randoms = [outcome for outcome in outcomes if outcome.kind == "random"]
+    if randoms:
+        axes.scatter([row.gflops for row in randoms], [100 * row.holdout_miou for row in randoms], color="0.6", marker="o",
+                     label="random genotypes", zorder=3)
+    searched = [outcome for outcome in outcomes if outcome.kind == "searched"]
+    for index, setting in enumerate(dict.fromkeys(row.setting for row in searched)):  # one colour per searched setting
+        rows = [row for row in searched if row.setting == setting]
+        axes.scatter([row.gflops for row in rows], [100 * row.holdout_miou for row in rows], marker="*", s=120,
+                     color=plt.cm.Set1(index % 9), label=f"searched {setting}", zorder=4)
     for index, row in enumerate(outcome for outcome in outcomes if outcome.kind == "baseline"):
-        axes.scatter([row.gflops], [100 * row.holdout_miou], marker="s", color=plt.cm.tab10(index + 2), label=row.label, zorder=3)
-    randoms = [100 * outcome.holdout_miou for outcome in outcomes if outcome.kind == "random"]
+        axes.scatter([row.gflops], [100 * row.holdout_miou], marker="s", color=plt.cm.tab10(index + 5), label=row.label, zorder=3)
     if len(randoms) > 1:
-        stat = Statistic.of(randoms)
+        stat = Statistic.of([100 * row.holdout_miou for row in randoms])
         axes.axhspan(stat.mean - 2 * stat.std, stat.mean + 2 * stat.std, color="0.85", zorder=1, label="random mean +- 2 std")
     axes.set_xscale("log")
+    axes.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(0.5, 0.7, 1.0, 1.5, 2.0, 3.0)))
+    axes.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes.set_xlabel("GFLOPs per 96x128 image")
     axes.set_ylabel("held-out mIoU (%), sequence 0006R0")
     axes.grid(True, which="both", alpha=0.3)

@@ -92,7 +92,7 @@ def test_accuracy_bench_searches_retrains_reports_and_reuses_finished_runs(tmp_p
     assert "done in" not in again.stderr  # both runs reused
 
 
-def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tmp_path, shared_data, monkeypatch):
+def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tmp_path, shared_data, monkeypatch, capsys):
     """End to end on CamVid at a tiny size: 1 search (derived twice: as searched, and with an identity
     cap of 0, which derives from the same search again), 2 random genotypes and the classic UNet, each
     retrained with a 1-epoch recipe and scored on the held-out sequence and on val; a re-run reuses
@@ -124,6 +124,9 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
     capped = Genotype.load(out / "genotype-pc_darts-max_identity0-seed0.json")
     assert all("identity" not in cell.ops() for cell in capped.cells)
     assert capped.search["max_identity"] == 0
+    printed = capsys.readouterr().out  # one group and one verdict per searched setting
+    assert "| searched pc_darts | 1 |" in printed and "| searched pc_darts:max_identity=0 | 1 |" in printed
+    assert "- pc_darts:max_identity=0: searched mean" in printed and "Rank agreement of the cheap recipe with 2 epochs" in printed
     # the two searched genotypes were trained again for 2 epochs (Kendall tau)
     assert [row["long_holdout_miou"] is not None for row in outcomes] == [True, True, False, False, False]
     for row in outcomes:
