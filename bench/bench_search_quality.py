@@ -119,6 +119,7 @@ def train_and_score(candidate: Candidate, args: argparse.Namespace, long: bool =
                     args.out / f"{run_dir.name}.log")
 
 
+SETTING_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:cyan", "tab:pink", "tab:olive")
 DERIVE_KEYS = {"max_identity": "--max-identity", "top_k": "--top-k"}  # setting keys applied by `udarts derive`
 
 
@@ -149,7 +150,9 @@ def derive(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
     """The finished search's genotype, derived again with the setting's derivation-time keys if it has any."""
     candidate = searched_candidate(setting, seed, args)
     _, derive_flags = split_setting(setting)
-    if derive_flags and not Path(candidate.genotype).is_file():
+    genotype, checkpoint = Path(candidate.genotype), Path(candidate.search_dir) / "last.pt"
+    # derived again when the search has moved on since (derivation takes a second)
+    if derive_flags and (not genotype.is_file() or genotype.stat().st_mtime < checkpoint.stat().st_mtime):
         run_command([sys.executable, "-m", "udarts.cli", "derive", candidate.search_dir, *derive_flags, "--out", candidate.genotype],
                     args.out / f"{Path(candidate.genotype).stem}.log")
     return candidate
@@ -294,9 +297,9 @@ def plot(outcomes: list[Outcome], path: Path) -> Path:
     for index, setting in enumerate(dict.fromkeys(row.setting for row in searched)):  # one colour per searched setting
         rows = [row for row in searched if row.setting == setting]
         axes.scatter([row.gflops for row in rows], [100 * row.holdout_miou for row in rows], marker="*", s=120,
-                     color=plt.cm.Set1(index % 9), label=f"searched {setting}", zorder=4)
+                     color=SETTING_COLOURS[index % len(SETTING_COLOURS)], label=f"searched {setting}", zorder=4)
     for index, row in enumerate(outcome for outcome in outcomes if outcome.kind == "baseline"):
-        axes.scatter([row.gflops], [100 * row.holdout_miou], marker="s", color=plt.cm.tab10(index + 5), label=row.label, zorder=3)
+        axes.scatter([row.gflops], [100 * row.holdout_miou], marker="s", color=("black", "tab:brown")[index % 2], label=row.label, zorder=3)
     if len(randoms) > 1:
         stat = Statistic.of([100 * row.holdout_miou for row in randoms])
         axes.axhspan(stat.mean - 2 * stat.std, stat.mean + 2 * stat.std, color="0.85", zorder=1, label="random mean +- 2 std")
@@ -348,8 +351,9 @@ def main() -> None:
     seeds = [int(seed) for seed in filter(None, args.search_seeds.split(","))]
     baselines = [Candidate(name, "baseline", None, BASELINE_FLAGS[name]) for name in filter(None, args.baselines.split(","))]
     candidates = random_candidates(args) + baselines if args.random else baselines
-    print(f"{len(settings) * len(seeds)} searches, {len(candidates)} random/baseline candidates, {args.jobs} at a time; "
-          f"logs in {args.out}", file=sys.stderr)
+    searches = {(split_setting(setting)[0], seed) for setting in settings for seed in seeds}  # shared by derive-only settings
+    print(f"{len(searches)} searches for {len(settings) * len(seeds)} searched genotypes, {len(candidates)} random/baseline "
+          f"candidates, {args.jobs} at a time; logs in {args.out}", file=sys.stderr)
     if args.report_only:
         report(args, finished(args, settings, seeds, candidates), started)
         return
