@@ -29,7 +29,8 @@ A setting is ``MODE[:KEY=VALUE[:KEY=VALUE...]]`` with keys of the config's ``sea
 The derivation-time keys ``max_identity`` and ``top_k`` (the identity cap, the kept edges per node)
 do not search again: the setting without them is searched once (or reused) and its checkpoint
 derived again with ``udarts derive --max-identity N --top-k K``, so that a cap is measured on the
-very alphas it caps.
+very alphas it caps. (The random genotypes keep the search config's ``search.top_k``: a ``top_k``
+setting is compared with genotypes of another edge count.)
 Prints a Markdown section for BENCHMARKS.md; ``--json FILE`` also writes the raw numbers.
 """
 
