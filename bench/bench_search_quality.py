@@ -181,9 +181,7 @@ def read_outcome(candidate: Candidate, args: argparse.Namespace) -> Outcome:
         search_minutes = sum(record.get("seconds") or 0.0 for record in read_jsonl(Path(candidate.search_dir) / "metrics.jsonl")) / 60
     long_dir = train_dir(args, candidate, long=True)
     # only a finished long run counts: --report-only may run while one is still training
-    long_finished = run_finished(long_dir)
-    long_miou = read_run_result(candidate.label, 0, long_dir).best_val_miou if long_finished else None
-    long_epochs = int(yaml.safe_load((long_dir / "config.yaml").read_text())["train"]["epochs"]) if long_finished else None
+    long_run = read_run_result(candidate.label, 0, long_dir) if run_finished(long_dir) else None
     spec_width = None
     if candidate.genotype is not None:
         spec_width = int(yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["width"])
@@ -193,7 +191,8 @@ def read_outcome(candidate: Candidate, args: argparse.Namespace) -> Outcome:
         val_miou=statistics.fmean(vals), train_minutes=statistics.fmean(run.train_seconds for run in runs) / 60,
         search_minutes=search_minutes, holdout_per_seed=[run.best_val_miou for run in runs],
         kept_ops=describe(Genotype.load(candidate.genotype)) if candidate.genotype else "",
-        long_holdout_miou=long_miou, long_epochs=long_epochs, setting=candidate.setting,
+        long_holdout_miou=None if long_run is None else long_run.best_val_miou, long_epochs=None if long_run is None else long_run.epochs,
+        setting=candidate.setting,
     )
 
 
@@ -352,7 +351,8 @@ def main() -> None:
     seeds = [int(seed) for seed in filter(None, args.search_seeds.split(","))]
     baselines = [Candidate(name, "baseline", None, BASELINE_FLAGS[name]) for name in filter(None, args.baselines.split(","))]
     candidates = random_candidates(args) + baselines if args.random else baselines
-    searches = {(split_setting(setting)[0], seed) for setting in settings for seed in seeds}  # shared by derive-only settings
+    # one search per (searched setting, seed): settings that differ only in derivation-time keys share it
+    searches = list(dict.fromkeys((split_setting(setting)[0], seed) for setting in settings for seed in seeds))
     print(f"{len(searches)} searches for {len(settings) * len(seeds)} searched genotypes, {len(candidates)} random/baseline "
           f"candidates, {args.jobs} at a time; logs in {args.out}", file=sys.stderr)
     if args.report_only:
@@ -360,9 +360,7 @@ def main() -> None:
         return
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         # searches first (each then retrained), the random genotypes and baselines fill the other slot
-        # one search per (searched setting, seed): settings that differ only in derivation-time keys share it
-        unique = {(split_setting(setting)[0], seed): setting for setting in settings for seed in seeds}
-        search_futures = [pool.submit(search, setting, seed, args) for (_, seed), setting in unique.items()]
+        search_futures = [pool.submit(search, searched, seed, args) for searched, seed in searches]
         trained = [pool.submit(train_and_score, candidate, args, False, seed) for seed in args.train_seeds for candidate in candidates]
         for future in search_futures:
             future.result()
