@@ -14,6 +14,14 @@ split: ``best.pt`` is chosen on it), then reports, side by side:
     OMP_NUM_THREADS=1 python bench/bench_protocol.py --root ../shared/data/camvid --out runs/protocol \\
         --genotype configs/genotypes/camvid-cpu.json --seeds 0,1,2
 
+``--width W`` trains SEARCH-Net at width W instead of the config's FLOPs budget; ``--match-latency``
+times the ResNet-34 UNet here (batch 1, one thread) and trains SEARCH-Net at the largest width whose
+latency fits it (``udarts.random_genotypes.width_for_latency``), recorded in ``OUT/matched-width.json``
+and reused by every later run into OUT, so all seeds share one width:
+
+    OMP_NUM_THREADS=1 python bench/bench_protocol.py --root ../shared/data/camvid --out runs/protocol-latency \
+        --models searchnet --match-latency --seeds 0,1,2
+
 Run folders are ``OUT/<model>-s<seed>``; a finished one is reused, an interrupted one resumed.
 Prints a Markdown section for BENCHMARKS.md; ``--json FILE`` also writes the numbers.
 """
@@ -34,13 +42,17 @@ from udarts import experiment
 from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latency
 from udarts.app.compare import run_finished
 from udarts.config import resolve
+from udarts.genotype import Genotype
 from udarts.io import atomic_write_text, read_jsonl
+from udarts.models import build_model
+from udarts.random_genotypes import width_for_latency
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"searchnet": "SEARCH-Net", "unet_resnet34": "UNet (ResNet-34)", "unet": "UNet (classic)"}
 # The protocol's reference UNet is smp's default (ResNet-34 encoder, decoder 256-16: 24.4 M parameters,
 # 2.97 GFLOPs at 96x128), the baseline's "paper" scale; its "cpu" scale has a ResNet-18 encoder.
 PAPER_SCALE = {"unet_resnet34": {"model_scale": "paper"}}
+CAMVID_CLASSES = 11
 
 
 def run_dir(out: Path, model: str, seed: int) -> Path:
@@ -53,7 +65,8 @@ def train(args: argparse.Namespace, model: str, seed: int) -> Path:
     config = resolve(args.config, [({"seed": seed, "progress": False, "data": {"root": str(args.root), "holdout": args.holdout},
                                      "train": {"model": model, "select_split": "holdout",
                                                "genotype": str(args.genotype) if model == "searchnet" else None,
-                                               **PAPER_SCALE.get(model, {})}},
+                                               **PAPER_SCALE.get(model, {})},
+                                     **({"model": {"width": args.width, "flops_budget": None}} if args.width else {})},
                                     "bench_protocol")])
     if finished(path):
         return path
@@ -62,6 +75,29 @@ def train(args: argparse.Namespace, model: str, seed: int) -> Path:
     else:
         experiment.run_train(config, path)
     return path
+
+
+def matched_width(args: argparse.Namespace) -> int:
+    """The SEARCH-Net width whose CPU latency fits the ResNet-34 UNet's, timed once in this process
+    and kept in ``OUT/matched-width.json`` (every later run into OUT reuses it)."""
+    record = args.out / "matched-width.json"
+    if record.is_file():
+        recorded = json.loads(record.read_text())
+        if recorded.get("genotype") != str(args.genotype):
+            sys.exit(f"{record}: matched for genotype {recorded.get('genotype')}, not {args.genotype}; use another --out")
+        return int(recorded["width"])
+    config = resolve(args.config, [])
+    image_size = tuple(config.data.image_size)
+    unet = build_model({"name": "unet_resnet34", "scale": "paper", "options": {}, "in_channels": 3, "num_classes": CAMVID_CLASSES})
+    unet_ms = 1000 * measure_latency(unet, (1, 3, *image_size), warmup=3, repeats=args.repeats)
+    width, searchnet_ms = width_for_latency(Genotype.load(args.genotype), unet_ms, image_size, CAMVID_CLASSES,
+                                             repeats=args.repeats)
+    print(f"matched latency: UNet (ResNet-34) {unet_ms:.1f} ms; SEARCH-Net width {width}, {searchnet_ms:.1f} ms")
+    atomic_write_text(record, json.dumps({"genotype": str(args.genotype), "width": width, "unet_ms": unet_ms,
+                                          "searchnet_ms": searchnet_ms, "image_size": list(image_size),
+                                          "date": str(datetime.date.today()), "cpu": cpu_model()}, indent=2) + "\n",
+                      make_parent=True)
+    return width
 
 
 def finished(path: Path) -> bool:
@@ -90,7 +126,7 @@ def score(path: Path, args: argparse.Namespace) -> dict[str, float]:
 def cost(path: Path, repeats: int) -> dict[str, float]:
     model, state = experiment.load_trained(path / "best.pt")
     shape = (1, 3, *state["image_size"])
-    return {"parameters": count_parameters(model), "gflops": count_flops(model, shape) / 1e9,
+    return {"width": state["model_spec"].get("width"), "parameters": count_parameters(model), "gflops": count_flops(model, shape) / 1e9,
             "latency_ms": 1000 * measure_latency(model, shape, warmup=3, repeats=repeats), "image_size": list(state["image_size"])}
 
 
@@ -105,6 +141,10 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path, help="folder of the run folders (reused on a re-run)")
     parser.add_argument("--genotype", type=Path, default=REPO_ROOT / "configs" / "genotypes" / "camvid-cpu.json")
     parser.add_argument("--config", type=Path, default=REPO_ROOT / "configs" / "camvid-cpu.yaml")
+    parser.add_argument("--width", type=int, help="SEARCH-Net at this width (default: the config's, which fits "
+                        "model.flops_budget); `udarts train --dry-run --latency-budget MS` finds one that fits a latency")
+    parser.add_argument("--match-latency", action="store_true", help="SEARCH-Net at the largest width whose CPU "
+                        "latency fits the ResNet-34 UNet's, timed here once (OUT/matched-width.json)")
     parser.add_argument("--holdout", default="0006R0", help="training sequence held out as the selection split")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--models", default="searchnet,unet_resnet34", help=f"comma-separated, of {sorted(MODELS)}")
@@ -113,6 +153,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.match_latency:
+        if args.width:
+            parser.error("--width and --match-latency both set the width; give one")
+        args.width = matched_width(args)
     seeds = [int(seed) for seed in args.seeds.split(",")]
     models = [name for name in args.models.split(",") if name]
     results: dict[str, dict] = {}
@@ -134,7 +178,8 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|"]
     for model, result in results.items():
         runs = result["runs"]
-        lines.append(f"| {MODELS.get(model, model)} | {','.join(str(run['seed']) for run in runs)} | "
+        name = MODELS.get(model, model) + (f" (width {result['width']})" if model == "searchnet" else "")
+        lines.append(f"| {name} | {','.join(str(run['seed']) for run in runs)} | "
                      f"{mean_std([run['holdout_best'] for run in runs])} | {mean_std([run['holdout_last'] for run in runs])} | "
                      f"{mean_std([run['val'] for run in runs])} | {result['parameters'] / 1e6:.2f} M | {result['gflops']:.2f} | "
                      f"{result['latency_ms']:.1f} |")

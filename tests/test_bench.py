@@ -1,6 +1,7 @@
 """The benchmarks' own measuring tools: the live-memory record behind the paper-scale memory
 figures, and the settings syntax of the accuracy benchmark."""
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -164,9 +165,10 @@ def test_protocol_bench_trains_scores_and_reuses(tmp_path, shared_data, monkeypa
                       "train: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 0.0, model_scale: cpu}\n")
     out, table = tmp_path / "protocol", tmp_path / "protocol.json"
     argv = ["bench_protocol.py", "--root", str(camvid), "--out", str(out), "--config", str(config), "--seeds", "0,1",
-            "--models", "searchnet,unet", "--repeats", "2", "--json", str(table)]
+            "--models", "searchnet,unet", "--repeats", "2", "--json", str(table), "--width", "3"]
     monkeypatch.setattr(sys, "argv", argv)
     protocol.main()
+    assert yaml.safe_load((out / "searchnet-s1" / "config.yaml").read_text())["model"]["width"] == 3
     results = json.loads(table.read_text())
     assert set(results) == {"searchnet", "unet"}
     for result in results.values():
@@ -174,10 +176,35 @@ def test_protocol_bench_trains_scores_and_reuses(tmp_path, shared_data, monkeypa
         assert all(0 <= run[key] <= 1 for run in result["runs"] for key in ("holdout_best", "holdout_last", "val"))
         assert all(run["holdout_best"] >= run["holdout_last"] for run in result["runs"])
     printed = capsys.readouterr().out
-    assert "| SEARCH-Net | 0,1 |" in printed and "| UNet (classic) | 0,1 |" in printed
+    assert "| SEARCH-Net (width 3) | 0,1 |" in printed and "| UNet (classic) | 0,1 |" in printed
     first = {path: path.stat().st_mtime for path in out.glob("*/best.pt")}
     protocol.main()
     assert {path: path.stat().st_mtime for path in out.glob("*/best.pt")} == first
+
+
+def test_protocol_bench_matches_the_unet_latency_once_for_every_seed(tmp_path, monkeypatch):
+    from udarts.random_genotypes import sample_genotype
+
+    protocol = load("bench_protocol")
+    timed = []
+
+    def fake_width_for_latency(genotype, budget_ms, image_size, num_classes, repeats):
+        timed.append((budget_ms, tuple(image_size), num_classes))
+        return 5, budget_ms / 2
+
+    monkeypatch.setattr(protocol, "width_for_latency", fake_width_for_latency)
+    config = tmp_path / "train.yaml"
+    config.write_text("data: {name: camvid, image_size: [32, 32]}\n")
+    genotype = sample_genotype(0, 0, ("none", "conv_3x3", "identity"), num_nodes=2).save(tmp_path / "g.json")
+    args = argparse.Namespace(out=tmp_path / "out", config=config, genotype=genotype, repeats=2)
+    assert protocol.matched_width(args) == 5
+    record = json.loads((tmp_path / "out" / "matched-width.json").read_text())
+    assert record["width"] == 5 and record["unet_ms"] > 0 and record["image_size"] == [32, 32]
+    assert timed == [(record["unet_ms"], (32, 32), 11)]
+    assert protocol.matched_width(args) == 5 and len(timed) == 1  # reused, not timed again
+    args.genotype = tmp_path / "other.json"
+    with pytest.raises(SystemExit, match="matched for genotype"):
+        protocol.matched_width(args)
 
 
 def test_seed_agreement_bench_sets_a_pair_against_random_draws(tmp_path, monkeypatch, capsys):

@@ -7,7 +7,8 @@ import torch
 
 from udarts.cli import main
 from udarts.genotype import Genotype
-from udarts.random_genotypes import sample_genotype, sample_genotypes, searchnet_gflops, width_for_budget
+from udarts import random_genotypes
+from udarts.random_genotypes import sample_genotype, sample_genotypes, searchnet_gflops, width_for_budget, width_for_latency
 from udarts.search.darts import alpha_lr_for_budget
 from udarts.search.regularizers import BetaDecay
 from udarts.search.supernet import search_op_names
@@ -73,6 +74,46 @@ def test_sample_and_train_flops_budget_from_the_command_line(tmp_path, capsys):
     assert "--flops-budget needs --width" in capsys.readouterr().err
     assert main(["train", "--no-progress", "--image-size", "32x32", "--model", "unet", "--flops-budget", "1", "--dry-run"]) == 0
     assert "model.flops_budget (1.0 GFLOPs) sizes SEARCH-Net only; unet keeps its own size" in capsys.readouterr().out
+
+
+def test_latency_budget_picks_the_largest_width_that_fits_timing_each_width_once(monkeypatch):
+    timed = []
+
+    def fake_latency(genotype, width, image_size, num_classes, repeats=20):  # 3 ms per channel of width
+        timed.append(width)
+        return 3.0 * width
+
+    monkeypatch.setattr(random_genotypes, "searchnet_latency_ms", fake_latency)
+    genotype = sample_genotype(0, 0, OPS)
+    assert width_for_latency(genotype, 31.0, (32, 32), 3) == (10, 30.0)
+    assert len(timed) == len(set(timed))
+    with pytest.raises(ValueError, match="no SEARCH-Net width fits 2.0 ms"):
+        width_for_latency(genotype, 2.0, (32, 32), 3)
+    monkeypatch.undo()  # timed for real, the thread count restored afterwards
+    threads = torch.get_num_threads()
+    assert random_genotypes.searchnet_latency_ms(genotype, 2, (32, 32), 3, repeats=3) > 0
+    assert torch.get_num_threads() == threads
+
+
+def test_train_latency_budget_from_the_command_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(random_genotypes, "searchnet_latency_ms", lambda genotype, width, *args, **kwargs: 2.0 * width)
+    genotype = tmp_path / "genotype.json"
+    sample_genotype(1, 0, OPS, num_nodes=2).save(genotype)
+    common = ["train", "--no-progress", "--image-size", "32x32", "--set", "data.num_samples=16", "--set", "model.num_nodes=2",
+              "--genotype", str(genotype), "--dry-run"]
+    assert main([*common, "--latency-budget", "13"]) == 0
+    out_text = capsys.readouterr().out
+    assert "model.latency_budget 13.0 ms: SEARCH-Net width 6 (12.0 ms per image" in out_text
+    report = json.loads(out_text[out_text.index("{"): out_text.index("\n}\n") + 2])
+    assert report["width"] == 6
+    # with a FLOPs budget too, the width fits both: the smaller of the two
+    flops_width, _ = width_for_budget(Genotype.load(genotype), 0.01, (32, 32), 2)
+    assert flops_width < 6
+    assert main([*common, "--latency-budget", "13", "--flops-budget", "0.01"]) == 0
+    out_text = capsys.readouterr().out
+    assert json.loads(out_text[out_text.index("{"): out_text.index("\n}\n") + 2])["width"] == flops_width
+    assert main([*common, "--latency-budget", "1"]) == 2
+    assert "model.latency_budget: no SEARCH-Net width fits 1.0 ms" in capsys.readouterr().err
 
 
 def test_alpha_learning_rate_is_sized_to_the_number_of_alpha_steps():

@@ -99,6 +99,7 @@ def train_args(genotype, epochs=3):
         (["train", "--data", "camvid", "--root", "/nonexistent", "--set", "data.on_bad_sample=foo"], "data.on_bad_sample"),
         (["train", "--set", "train.select_split=holdout"], "train.select_split"),
         (["train", "--set", "model.flops_budget=-1"], "model.flops_budget"),
+        (["train", "--latency-budget", "0"], "model.latency_budget"),
         (["search", "--set", "search.alpha_travel=0"], "search.alpha_travel"),
         (["search", "--set", "search.beta_decay=-1"], "search.beta_decay"),
         (["search", "--set", "search.max_identity=-1"], "search.max_identity"),

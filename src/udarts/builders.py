@@ -232,22 +232,35 @@ def model_spec(config: Config, num_classes: int) -> dict[str, Any]:
 
 
 def fit_width_to_budget(config: Config, num_classes: int) -> Config:
-    """With ``model.flops_budget`` set (SEARCH-Net), the config with ``model.width`` the largest
-    width whose FLOPs per ``data.image_size`` image fit it; the config itself otherwise."""
-    from udarts.random_genotypes import width_for_budget
+    """With ``model.flops_budget`` and/or ``model.latency_budget`` set (SEARCH-Net), the config with
+    ``model.width`` the largest width that fits every budget set (FLOPs per ``data.image_size``
+    image; CPU latency at batch 1 on one thread, timed here); the config itself otherwise."""
+    from udarts.random_genotypes import width_for_budget, width_for_latency
 
-    budget = config.model.flops_budget
-    if budget is None:
+    budgets = {"model.flops_budget": config.model.flops_budget, "model.latency_budget": config.model.latency_budget}
+    budgets = {key: value for key, value in budgets.items() if value is not None}
+    if not budgets:
         return config
     if config.train.model != "searchnet":
-        print(f"note: model.flops_budget ({budget} GFLOPs) sizes SEARCH-Net only; {config.train.model} keeps its own size")
+        units = {"model.flops_budget": "GFLOPs", "model.latency_budget": "ms"}
+        named = " and ".join(f"{key} ({value} {units[key]})" for key, value in budgets.items())
+        print(f"note: {named} sizes SEARCH-Net only; {config.train.model} keeps its own size")
         return config
-    try:
-        width, gflops = width_for_budget(Genotype.load(_genotype_path(config)), budget, config.data.image_size, num_classes)
-    except ValueError as error:
-        raise ConfigError(f"model.flops_budget: {error}") from error
-    print(f"model.flops_budget {budget} GFLOPs: SEARCH-Net width {width} ({gflops:.3f} GFLOPs per image)")
-    return config.updated({"model": {"width": width}}, "model.flops_budget")
+    genotype = Genotype.load(_genotype_path(config))
+    widths = []
+    for key, budget in budgets.items():
+        try:
+            if key == "model.flops_budget":
+                width, gflops = width_for_budget(genotype, budget, config.data.image_size, num_classes)
+                print(f"{key} {budget} GFLOPs: SEARCH-Net width {width} ({gflops:.3f} GFLOPs per image)")
+            else:
+                width, milliseconds = width_for_latency(genotype, budget, config.data.image_size, num_classes)
+                print(f"{key} {budget} ms: SEARCH-Net width {width} ({milliseconds:.1f} ms per image at batch 1 "
+                      "on one CPU thread, timed on this machine)")
+        except ValueError as error:
+            raise ConfigError(f"{key}: {error}") from error
+        widths.append(width)
+    return config.updated({"model": {"width": min(widths)}}, " and ".join(budgets))
 
 
 def describe_network(model: nn.Module, image_size) -> dict[str, Any]:
@@ -261,7 +274,7 @@ def describe_network(model: nn.Module, image_size) -> dict[str, Any]:
 
 def describe_run(config: Config, kind: str) -> dict[str, Any]:
     """``--dry-run``: the size and forward FLOPs of the network a ``kind`` ("search" or "train")
-    run would build (SEARCH-Net sized by ``model.flops_budget``), without training."""
+    run would build (SEARCH-Net sized by ``model.flops_budget`` / ``model.latency_budget``), without training."""
     from udarts.models import build_model
 
     if kind == "search" or config.train.model == "searchnet":

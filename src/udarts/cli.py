@@ -40,6 +40,7 @@ def _flag_overrides(args: argparse.Namespace, command: str) -> dict[str, Any]:
         put("data.image_size", _parse_size(args.image_size))
     put("model.width", getattr(args, "width", None))
     put("model.flops_budget", getattr(args, "flops_budget", None))
+    put("model.latency_budget", getattr(args, "latency_budget", None))
     if getattr(args, "epochs", None) is not None:
         put(f"{'search' if command == 'search' else 'train'}.epochs", args.epochs)
     if getattr(args, "genotype", None):
@@ -255,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", help="searchnet (default) or a baseline name")
     train.add_argument("--flops-budget", type=float, metavar="GFLOPS",
                        help="SEARCH-Net: the largest width whose GFLOPs per image (at --image-size) fit this (model.flops_budget)")
+    train.add_argument("--latency-budget", type=float, metavar="MS",
+                       help="SEARCH-Net: at most the largest width whose CPU latency per image (batch 1, one thread, "
+                            "timed on this machine) fits this (model.latency_budget)")
     train.add_argument("--dry-run", action="store_true", help="print the network's parameters and FLOPs, then exit")
 
     sample = commands.add_parser("sample", help="write random genotypes drawn uniformly from the search space (the baseline a search must beat)")

@@ -295,6 +295,9 @@ def run_train(config: Config, out: str | Path | None = None, *, resume: str | Pa
     info = dataset_info(train_set)
     num_classes = len(info["class_names"])
     if state is None:
+        if distributed is not None and config.model.latency_budget is not None:
+            raise ConfigError("model.latency_budget: each process would time the widths itself and could pick another; "
+                              "find the width once with `udarts train --dry-run --latency-budget MS`, then pass --width")
         config = fit_width_to_budget(config, num_classes)
     train_loader = _rank_slices(build_loader(config, train_set, True, device), distributed)
     if distributed is not None:

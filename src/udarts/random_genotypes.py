@@ -1,4 +1,4 @@
-"""Random architectures from the search space, and SEARCH-Net widths that fit a FLOPs budget.
+"""Random architectures from the search space, and SEARCH-Net widths that fit a FLOPs or latency budget.
 
 Random sampling from the same space is the baseline every architecture search must beat (Li &
 Talwalkar, "Random Search and Reproducibility for Neural Architecture Search", UAI 2019; Yu et al.,
@@ -14,17 +14,20 @@ index))``: the first N of ``--num 20`` are the ``--num N`` of the same seed.
 
 FLOPs of SEARCH-Net depend on the genotype and grow with the width; ``width_for_budget`` gives the
 largest width whose forward pass on one ``H x W`` image costs at most the budget (counted by
-``torch.utils.flop_counter`` on the meta device: no memory, no compute).
+``torch.utils.flop_counter`` on the meta device: no memory, no compute). ``width_for_latency`` does
+the same for CPU latency at batch 1 on one thread, timed on this machine (the budget a deployment
+on a CPU cares about: SEARCH-Net's many small depthwise and Squeeze-Excitation ops cost more time
+per FLOP than a ResNet's dense convolutions).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from udarts.complexity import count_flops
+from udarts.complexity import count_flops, measure_latency
 from udarts.genotype import CellGenotype, Genotype
 from udarts.models import build_searchnet
 from udarts.ops import NONE_OP, OpSettings
@@ -79,27 +82,62 @@ def searchnet_gflops(genotype: Genotype, width: int, image_size: Sequence[int], 
     return count_flops(model, (1, 3, int(image_size[0]), int(image_size[1])), device="meta") / 1e9
 
 
-def width_for_budget(genotype: Genotype, budget_gflops: float, image_size: Sequence[int], num_classes: int) -> tuple[int, float]:
-    """``(width, gflops)``: the largest SEARCH-Net width whose FLOPs fit ``budget_gflops``.
+def largest_fitting_width(cost: Callable[[int], float], budget: float, what: str) -> tuple[int, float]:
+    """``(width, cost(width))``: the largest width in 1..MAX_WIDTH with ``cost(width) <= budget``,
+    found by doubling then bisection (``cost`` is assumed to grow with the width).
 
-    Raises ``ValueError`` when even width 1 does not fit."""
-    def cost(width: int) -> float:
-        return searchnet_gflops(genotype, width, image_size, num_classes)
-
-    if cost(1) > budget_gflops:
-        raise ValueError(f"no SEARCH-Net width fits {budget_gflops} GFLOPs at {image_size[0]}x{image_size[1]} "
-                         f"(width 1 costs {cost(1):.4f})")
+    Raises ``ValueError`` naming ``what`` when even width 1 does not fit."""
+    if cost(1) > budget:
+        raise ValueError(f"no SEARCH-Net width fits {budget} {what} (width 1 costs {cost(1):.4f})")
     low, high = 1, 2  # cost(low) fits; grow high until it does not
-    while high <= MAX_WIDTH and cost(high) <= budget_gflops:
+    while high <= MAX_WIDTH and cost(high) <= budget:
         low, high = high, high * 2
     high = min(high, MAX_WIDTH + 1)
     while high - low > 1:  # invariant: cost(low) fits, cost(high) does not (or high is past MAX_WIDTH)
         middle = (low + high) // 2
-        if cost(middle) <= budget_gflops:
+        if cost(middle) <= budget:
             low = middle
         else:
             high = middle
     return low, cost(low)
+
+
+def width_for_budget(genotype: Genotype, budget_gflops: float, image_size: Sequence[int], num_classes: int) -> tuple[int, float]:
+    """``(width, gflops)``: the largest SEARCH-Net width whose FLOPs fit ``budget_gflops``.
+
+    Raises ``ValueError`` when even width 1 does not fit."""
+    return largest_fitting_width(lambda width: searchnet_gflops(genotype, width, image_size, num_classes),
+                                 budget_gflops, f"GFLOPs at {image_size[0]}x{image_size[1]}")
+
+
+def searchnet_latency_ms(genotype: Genotype, width: int, image_size: Sequence[int], num_classes: int,
+                         repeats: int = 20) -> float:
+    """Median CPU milliseconds of one SEARCH-Net forward pass on one image (batch 1, eval mode,
+    one torch thread), measured on this machine."""
+    model = build_searchnet(genotype, 3, num_classes, width)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return 1000.0 * measure_latency(model, (1, 3, int(image_size[0]), int(image_size[1])), warmup=3, repeats=repeats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def width_for_latency(genotype: Genotype, budget_ms: float, image_size: Sequence[int], num_classes: int,
+                      repeats: int = 20) -> tuple[int, float]:
+    """``(width, milliseconds)``: the largest SEARCH-Net width whose CPU latency at batch 1 on one
+    thread (``searchnet_latency_ms``, measured here, so it depends on the machine and its load)
+    fits ``budget_ms``. Each width is measured once, so the answer is one consistent set of timings.
+
+    Raises ``ValueError`` when even width 1 does not fit."""
+    measured: dict[int, float] = {}
+
+    def cost(width: int) -> float:
+        if width not in measured:
+            measured[width] = searchnet_latency_ms(genotype, width, image_size, num_classes, repeats)
+        return measured[width]
+
+    return largest_fitting_width(cost, budget_ms, f"ms of CPU latency at {image_size[0]}x{image_size[1]}")
 
 
 def sample_genotypes(

@@ -108,6 +108,10 @@ class ModelConfig:
     # SEARCH-Net (train): GFLOPs per data.image_size image; when set, model.width becomes the
     # largest width whose forward pass fits (udarts.random_genotypes.width_for_budget).
     flops_budget: float | None = None
+    # SEARCH-Net (train): milliseconds of CPU latency per data.image_size image at batch 1 on one
+    # thread, timed on the machine that starts the run; when set, model.width is at most the
+    # largest width that fits (udarts.random_genotypes.width_for_latency).
+    latency_budget: float | None = None
 
     def __post_init__(self) -> None:
         _number("model.width", self.width, 1)
@@ -117,6 +121,7 @@ class ModelConfig:
         if self.se_ratio > 1:
             raise _fail("model.se_ratio", f"must be in (0, 1], got {self.se_ratio!r}")
         _number("model.flops_budget", self.flops_budget, 0, strict=True, nullable=True)
+        _number("model.latency_budget", self.latency_budget, 0, strict=True, nullable=True)
         if not self.ops or not all(isinstance(name, str) for name in self.ops):
             raise _fail("model.ops", f"expected a non-empty list of op names, got {list(self.ops)!r}")
         if len(set(self.ops)) != len(self.ops):
