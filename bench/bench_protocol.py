@@ -14,12 +14,14 @@ split: ``best.pt`` is chosen on it), then reports, side by side:
     OMP_NUM_THREADS=1 python bench/bench_protocol.py --root ../shared/data/camvid --out runs/protocol \\
         --genotype configs/genotypes/camvid-cpu.json --seeds 0,1,2
 
-``--width W`` trains SEARCH-Net at width W instead of the config's FLOPs budget; ``--match-latency``
-times the ResNet-34 UNet here (batch 1, one thread) and trains SEARCH-Net at the largest width whose
-latency fits it (``udarts.random_genotypes.width_for_latency``), recorded in ``OUT/matched-width.json``
-and reused by every later run into OUT, so all seeds share one width:
+``--width W`` trains SEARCH-Net at width W instead of the config's budgets; ``--match-latency`` times
+the ResNet-34 UNet here (batch 1, one thread) and trains SEARCH-Net at the largest width whose latency
+fits it (``udarts.random_genotypes.width_for_latency``), recorded in ``OUT/matched-width.json`` and
+reused by every later run into OUT, so all seeds share one width. Time it on a quiet machine, and
+let the first ``--match-latency`` run write the record before starting others in parallel (a run
+folder trained at another width than the one asked for is refused, not mixed in):
 
-    OMP_NUM_THREADS=1 python bench/bench_protocol.py --root ../shared/data/camvid --out runs/protocol-latency \
+    OMP_NUM_THREADS=1 python bench/bench_protocol.py --root ../shared/data/camvid --out runs/protocol-latency \\
         --models searchnet --match-latency --seeds 0,1,2
 
 Run folders are ``OUT/<model>-s<seed>``; a finished one is reused, an interrupted one resumed.
@@ -37,11 +39,15 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from udarts import experiment
 from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latency
 from udarts.app.compare import run_finished
+from udarts.builders import model_spec
 from udarts.config import resolve
+from udarts.data.camvid import CAMVID_CLASS_NAMES
+from udarts.data.pairs import single_threaded_torch
 from udarts.genotype import Genotype
 from udarts.io import atomic_write_text, read_jsonl
 from udarts.models import build_model
@@ -52,7 +58,6 @@ MODELS = {"searchnet": "SEARCH-Net", "unet_resnet34": "UNet (ResNet-34)", "unet"
 # The protocol's reference UNet is smp's default (ResNet-34 encoder, decoder 256-16: 24.4 M parameters,
 # 2.97 GFLOPs at 96x128), the baseline's "paper" scale; its "cpu" scale has a ResNet-18 encoder.
 PAPER_SCALE = {"unet_resnet34": {"model_scale": "paper"}}
-CAMVID_CLASSES = 11
 
 
 def run_dir(out: Path, model: str, seed: int) -> Path:
@@ -62,12 +67,18 @@ def run_dir(out: Path, model: str, seed: int) -> Path:
 def train(args: argparse.Namespace, model: str, seed: int) -> Path:
     """Train one run to the end: reuse it if finished, resume it if interrupted."""
     path = run_dir(args.out, model, seed)
+    width = args.width if model == "searchnet" else None
     config = resolve(args.config, [({"seed": seed, "progress": False, "data": {"root": str(args.root), "holdout": args.holdout},
                                      "train": {"model": model, "select_split": "holdout",
                                                "genotype": str(args.genotype) if model == "searchnet" else None,
                                                **PAPER_SCALE.get(model, {})},
-                                     **({"model": {"width": args.width, "flops_budget": None}} if args.width else {})},
+                                     **({"model": {"width": width, "flops_budget": None, "latency_budget": None}}
+                                        if width is not None else {})},
                                     "bench_protocol")])
+    if (path / "config.yaml").is_file() and width is not None:
+        recorded = recorded_width(path)
+        if recorded != width:
+            sys.exit(f"{path}: trained at SEARCH-Net width {recorded}, not the {width} asked for; use another --out")
     if finished(path):
         return path
     if (path / "config.yaml").is_file():
@@ -77,26 +88,42 @@ def train(args: argparse.Namespace, model: str, seed: int) -> Path:
     return path
 
 
+def recorded_width(path: Path) -> int | None:
+    """``model.width`` in the config a run folder recorded."""
+    return (yaml.safe_load((path / "config.yaml").read_text()) or {}).get("model", {}).get("width")
+
+
 def matched_width(args: argparse.Namespace) -> int:
     """The SEARCH-Net width whose CPU latency fits the ResNet-34 UNet's, timed once in this process
-    and kept in ``OUT/matched-width.json`` (every later run into OUT reuses it)."""
+    (batch 1, one thread) and kept in ``OUT/matched-width.json``; a later run into OUT reuses it
+    when the genotype and the image size are the same."""
     record = args.out / "matched-width.json"
+    genotype = Genotype.load(args.genotype)
+    config = resolve(args.config, [({"train": {"model": "unet_resnet34", **PAPER_SCALE["unet_resnet34"]}}, "bench_protocol")])
+    image_size = list(config.data.image_size)
     if record.is_file():
-        recorded = json.loads(record.read_text())
-        if recorded.get("genotype") != str(args.genotype):
-            sys.exit(f"{record}: matched for genotype {recorded.get('genotype')}, not {args.genotype}; use another --out")
-        return int(recorded["width"])
-    config = resolve(args.config, [])
-    image_size = tuple(config.data.image_size)
-    unet = build_model({"name": "unet_resnet34", "scale": "paper", "options": {}, "in_channels": 3, "num_classes": CAMVID_CLASSES})
-    unet_ms = 1000 * measure_latency(unet, (1, 3, *image_size), warmup=3, repeats=args.repeats)
-    width, searchnet_ms = width_for_latency(Genotype.load(args.genotype), unet_ms, image_size, CAMVID_CLASSES,
-                                             repeats=args.repeats)
+        try:
+            recorded = json.loads(record.read_text())
+            same = (recorded["genotype_cells"], recorded["image_size"]) == (genotype.to_dict(), image_size)
+            width, unet_ms = int(recorded["width"]), float(recorded["unet_ms"])
+        except (ValueError, KeyError, TypeError) as error:
+            sys.exit(f"{record}: not a matched-width record ({error!r}; expected JSON with genotype_cells, image_size, "
+                     "width, unet_ms); delete it to time again")
+        if not same:
+            sys.exit(f"{record}: matched for another genotype or image size (recorded {recorded['genotype']} at "
+                     f"{recorded['image_size']}); use another --out")
+        print(f"matched width {width} from {record} (UNet {unet_ms:.1f} ms, {recorded.get('date')}, {recorded.get('cpu')})")
+        return width
+    num_classes = len(CAMVID_CLASS_NAMES)
+    unet = build_model(model_spec(config, num_classes))
+    with single_threaded_torch():
+        unet_ms = 1000 * measure_latency(unet, (1, 3, *image_size), warmup=3, repeats=args.repeats)
+    width, searchnet_ms = width_for_latency(genotype, unet_ms, image_size, num_classes, repeats=args.repeats)
     print(f"matched latency: UNet (ResNet-34) {unet_ms:.1f} ms; SEARCH-Net width {width}, {searchnet_ms:.1f} ms")
-    atomic_write_text(record, json.dumps({"genotype": str(args.genotype), "width": width, "unet_ms": unet_ms,
-                                          "searchnet_ms": searchnet_ms, "image_size": list(image_size),
-                                          "date": str(datetime.date.today()), "cpu": cpu_model()}, indent=2) + "\n",
-                      make_parent=True)
+    atomic_write_text(record, json.dumps({"genotype": str(args.genotype), "genotype_cells": genotype.to_dict(),
+                                          "width": width, "unet_ms": unet_ms, "searchnet_ms": searchnet_ms,
+                                          "image_size": image_size, "date": str(datetime.date.today()),
+                                          "cpu": cpu_model()}, indent=2) + "\n", make_parent=True)
     return width
 
 
@@ -153,12 +180,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.match_latency:
-        if args.width:
-            parser.error("--width and --match-latency both set the width; give one")
-        args.width = matched_width(args)
     seeds = [int(seed) for seed in args.seeds.split(",")]
     models = [name for name in args.models.split(",") if name]
+    if args.width is not None and args.width < 1:
+        parser.error(f"--width: expected a positive width, got {args.width}")
+    if args.match_latency:
+        if args.width is not None:
+            parser.error("--width and --match-latency both set the width; give one")
+        if "searchnet" in models and not args.report_only:
+            args.width = matched_width(args)
     results: dict[str, dict] = {}
     for model in models:
         scores = []
@@ -168,6 +198,10 @@ def main() -> None:
                 print(f"{path}: not finished, left out", file=sys.stderr)
                 continue
             scores.append({"seed": seed, **score(path, args)})
+        if model == "searchnet" and len({recorded_width(run_dir(args.out, model, run["seed"])) for run in scores}) > 1:
+            sys.exit(f"{args.out}: the SEARCH-Net runs have different widths ("
+                     + ", ".join(f"s{run['seed']}: {recorded_width(run_dir(args.out, model, run['seed']))}" for run in scores)
+                     + "); report runs of one width together")
         if scores:
             results[model] = {"runs": scores, **cost(run_dir(args.out, model, scores[0]["seed"]), args.repeats)}
 

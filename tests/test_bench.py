@@ -180,9 +180,16 @@ def test_protocol_bench_trains_scores_and_reuses(tmp_path, shared_data, monkeypa
     first = {path: path.stat().st_mtime for path in out.glob("*/best.pt")}
     protocol.main()
     assert {path: path.stat().st_mtime for path in out.glob("*/best.pt")} == first
+    monkeypatch.setattr(sys, "argv", [*argv[:-1], "4"])  # another width into the same folder: refused, not mixed
+    with pytest.raises(SystemExit, match="searchnet-s0: trained at SEARCH-Net width 3, not the 4 asked for"):
+        protocol.main()
+    monkeypatch.setattr(sys, "argv", [*argv[:-2], "--match-latency", "--report-only"])  # reports, times nothing
+    monkeypatch.setattr(protocol, "matched_width", lambda args: pytest.fail("timed under --report-only"))
+    protocol.main()
+    assert "| SEARCH-Net (width 3) | 0,1 |" in capsys.readouterr().out
 
 
-def test_protocol_bench_matches_the_unet_latency_once_for_every_seed(tmp_path, monkeypatch):
+def test_protocol_bench_matches_the_unet_latency_once_and_reuses_only_a_matching_record(tmp_path, monkeypatch, capsys):
     from udarts.random_genotypes import sample_genotype
 
     protocol = load("bench_protocol")
@@ -198,12 +205,18 @@ def test_protocol_bench_matches_the_unet_latency_once_for_every_seed(tmp_path, m
     genotype = sample_genotype(0, 0, ("none", "conv_3x3", "identity"), num_nodes=2).save(tmp_path / "g.json")
     args = argparse.Namespace(out=tmp_path / "out", config=config, genotype=genotype, repeats=2)
     assert protocol.matched_width(args) == 5
-    record = json.loads((tmp_path / "out" / "matched-width.json").read_text())
+    record_path = tmp_path / "out" / "matched-width.json"
+    record = json.loads(record_path.read_text())
     assert record["width"] == 5 and record["unet_ms"] > 0 and record["image_size"] == [32, 32]
     assert timed == [(record["unet_ms"], (32, 32), 11)]
     assert protocol.matched_width(args) == 5 and len(timed) == 1  # reused, not timed again
-    args.genotype = tmp_path / "other.json"
-    with pytest.raises(SystemExit, match="matched for genotype"):
+    assert "matched width 5 from" in capsys.readouterr().out
+    other = sample_genotype(0, 1, ("none", "conv_3x3", "identity"), num_nodes=2).save(tmp_path / "other.json")
+    for changed in (argparse.Namespace(**{**vars(args), "genotype": other}), argparse.Namespace(**{**vars(args), "config": None})):
+        with pytest.raises(SystemExit, match="matched for another genotype or image size"):
+            protocol.matched_width(changed)
+    record_path.write_text("{not json")
+    with pytest.raises(SystemExit, match="not a matched-width record"):
         protocol.matched_width(args)
 
 

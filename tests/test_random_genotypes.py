@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from udarts.cli import main
+from udarts.data import synthetic
 from udarts.genotype import Genotype
 from udarts import random_genotypes
 from udarts.random_genotypes import sample_genotype, sample_genotypes, searchnet_gflops, width_for_budget, width_for_latency
@@ -87,12 +88,26 @@ def test_latency_budget_picks_the_largest_width_that_fits_timing_each_width_once
     genotype = sample_genotype(0, 0, OPS)
     assert width_for_latency(genotype, 31.0, (32, 32), 3) == (10, 30.0)
     assert len(timed) == len(set(timed))
-    with pytest.raises(ValueError, match="no SEARCH-Net width fits 2.0 ms"):
+    assert width_for_latency(genotype, 31.0, (32, 32), 3, max_width=7) == (7, 21.0)  # a FLOPs width caps it
+    with pytest.raises(ValueError, match=r"no SEARCH-Net width fits 2.0 ms .*\(width 1 costs 3.0000 ms\)"):
         width_for_latency(genotype, 2.0, (32, 32), 3)
-    monkeypatch.undo()  # timed for real, the thread count restored afterwards
-    threads = torch.get_num_threads()
-    assert random_genotypes.searchnet_latency_ms(genotype, 2, (32, 32), 3, repeats=3) > 0
-    assert torch.get_num_threads() == threads
+
+
+def test_searchnet_latency_is_timed_on_one_thread_and_restores_the_thread_count(monkeypatch):
+    threads_seen = []
+
+    def fake_measure(model, shape, warmup, repeats):
+        threads_seen.append(torch.get_num_threads())
+        return 0.004
+
+    monkeypatch.setattr(random_genotypes, "measure_latency", fake_measure)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert random_genotypes.searchnet_latency_ms(sample_genotype(0, 0, OPS), 2, (32, 32), 3) == pytest.approx(4.0)
+        assert threads_seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_train_latency_budget_from_the_command_line(tmp_path, capsys, monkeypatch):
@@ -107,13 +122,39 @@ def test_train_latency_budget_from_the_command_line(tmp_path, capsys, monkeypatc
     report = json.loads(out_text[out_text.index("{"): out_text.index("\n}\n") + 2])
     assert report["width"] == 6
     # with a FLOPs budget too, the width fits both: the smaller of the two
-    flops_width, _ = width_for_budget(Genotype.load(genotype), 0.01, (32, 32), 2)
+    flops_width, _ = width_for_budget(Genotype.load(genotype), 0.01, (32, 32), len(synthetic.CLASS_NAMES))
     assert flops_width < 6
     assert main([*common, "--latency-budget", "13", "--flops-budget", "0.01"]) == 0
     out_text = capsys.readouterr().out
     assert json.loads(out_text[out_text.index("{"): out_text.index("\n}\n") + 2])["width"] == flops_width
     assert main([*common, "--latency-budget", "1"]) == 2
     assert "model.latency_budget: no SEARCH-Net width fits 1.0 ms" in capsys.readouterr().err
+    assert main(["train", "--no-progress", "--image-size", "32x32", "--model", "unet", "--latency-budget", "5",
+                 "--flops-budget", "1", "--dry-run"]) == 0
+    assert ("note: model.flops_budget (1.0 GFLOPs) and model.latency_budget (5.0 ms) size SEARCH-Net only; "
+            "unet keeps its own size") in capsys.readouterr().out
+
+
+def test_a_latency_budget_is_refused_under_torchrun_and_not_timed_again_on_resume(tmp_path, monkeypatch):
+    from udarts import experiment
+    from udarts.config import ConfigError, resolve
+
+    genotype = sample_genotype(1, 0, OPS, num_nodes=2).save(tmp_path / "genotype.json")
+    config = resolve(None, [({"progress": False, "data": {"image_size": [32, 32], "num_samples": 16, "batch_size": 8},
+                              "model": {"num_nodes": 2, "latency_budget": 9.0},
+                              "train": {"epochs": 1, "genotype": str(genotype)}}, "test")])
+    monkeypatch.setattr(random_genotypes, "searchnet_latency_ms", lambda genotype, width, *args, **kwargs: 2.0 * width)
+    result = experiment.run_train(config, tmp_path / "run")
+    assert experiment.resumed_config(result.run_dir, "train").model.width == 4
+    # killed before its first checkpoint: the resume keeps the recorded width, timing nothing
+    for checkpoint in result.run_dir.glob("*.pt"):
+        checkpoint.unlink()
+    monkeypatch.setattr(random_genotypes, "searchnet_latency_ms", lambda *args, **kwargs: pytest.fail("timed on resume"))
+    experiment.run_train(experiment.resumed_config(result.run_dir, "train"), resume=result.run_dir)
+    assert torch.load(result.run_dir / "last.pt", weights_only=False)["model_spec"]["width"] == 4
+    monkeypatch.setattr(experiment, "_join_processes", lambda config: (object(), torch.device("cpu")))
+    with pytest.raises(ConfigError, match="model.latency_budget: under torchrun"):
+        experiment.run_train(config, tmp_path / "distributed")
 
 
 def test_alpha_learning_rate_is_sized_to_the_number_of_alpha_steps():

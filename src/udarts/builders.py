@@ -233,34 +233,37 @@ def model_spec(config: Config, num_classes: int) -> dict[str, Any]:
 
 def fit_width_to_budget(config: Config, num_classes: int) -> Config:
     """With ``model.flops_budget`` and/or ``model.latency_budget`` set (SEARCH-Net), the config with
-    ``model.width`` the largest width that fits every budget set (FLOPs per ``data.image_size``
-    image; CPU latency at batch 1 on one thread, timed here); the config itself otherwise."""
-    from udarts.random_genotypes import width_for_budget, width_for_latency
+    ``model.width`` the largest width that fits every budget set: FLOPs per ``data.image_size``
+    image, CPU latency at batch 1 on one thread timed here (with both, the smaller width; the
+    latency is then timed only up to the FLOPs width). The config itself otherwise."""
+    from udarts.random_genotypes import MAX_WIDTH, width_for_budget, width_for_latency
 
-    budgets = {"model.flops_budget": config.model.flops_budget, "model.latency_budget": config.model.latency_budget}
-    budgets = {key: value for key, value in budgets.items() if value is not None}
+    budgets = {key: value for key, value in (("model.flops_budget", config.model.flops_budget),
+                                            ("model.latency_budget", config.model.latency_budget)) if value is not None}
     if not budgets:
         return config
     if config.train.model != "searchnet":
         units = {"model.flops_budget": "GFLOPs", "model.latency_budget": "ms"}
         named = " and ".join(f"{key} ({value} {units[key]})" for key, value in budgets.items())
-        print(f"note: {named} sizes SEARCH-Net only; {config.train.model} keeps its own size")
+        print(f"note: {named} {'size' if len(budgets) > 1 else 'sizes'} SEARCH-Net only; "
+              f"{config.train.model} keeps its own size")
         return config
     genotype = Genotype.load(_genotype_path(config))
-    widths = []
-    for key, budget in budgets.items():
-        try:
-            if key == "model.flops_budget":
-                width, gflops = width_for_budget(genotype, budget, config.data.image_size, num_classes)
-                print(f"{key} {budget} GFLOPs: SEARCH-Net width {width} ({gflops:.3f} GFLOPs per image)")
-            else:
-                width, milliseconds = width_for_latency(genotype, budget, config.data.image_size, num_classes)
-                print(f"{key} {budget} ms: SEARCH-Net width {width} ({milliseconds:.1f} ms per image at batch 1 "
-                      "on one CPU thread, timed on this machine)")
-        except ValueError as error:
-            raise ConfigError(f"{key}: {error}") from error
-        widths.append(width)
-    return config.updated({"model": {"width": min(widths)}}, " and ".join(budgets))
+    width = MAX_WIDTH
+    try:
+        key = "model.flops_budget"
+        if key in budgets:
+            width, gflops = width_for_budget(genotype, budgets[key], config.data.image_size, num_classes)
+            print(f"{key} {budgets[key]} GFLOPs: SEARCH-Net width {width} ({gflops:.3f} GFLOPs per image)")
+        key = "model.latency_budget"
+        if key in budgets:
+            width, milliseconds = width_for_latency(genotype, budgets[key], config.data.image_size, num_classes,
+                                                    max_width=width)
+            print(f"{key} {budgets[key]} ms: SEARCH-Net width {width} ({milliseconds:.1f} ms per image at batch 1 "
+                  "on one CPU thread, timed on this machine)")
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}") from error
+    return config.updated({"model": {"width": width}}, " and ".join(budgets))
 
 
 def describe_network(model: nn.Module, image_size) -> dict[str, Any]:

@@ -257,8 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--flops-budget", type=float, metavar="GFLOPS",
                        help="SEARCH-Net: the largest width whose GFLOPs per image (at --image-size) fit this (model.flops_budget)")
     train.add_argument("--latency-budget", type=float, metavar="MS",
-                       help="SEARCH-Net: at most the largest width whose CPU latency per image (batch 1, one thread, "
-                            "timed on this machine) fits this (model.latency_budget)")
+                       help="SEARCH-Net: the largest width whose CPU latency per image (batch 1, one thread, timed on "
+                            "this machine: time it on a quiet one) fits this; with --flops-budget too, the smaller width "
+                            "(model.latency_budget)")
     train.add_argument("--dry-run", action="store_true", help="print the network's parameters and FLOPs, then exit")
 
     sample = commands.add_parser("sample", help="write random genotypes drawn uniformly from the search space (the baseline a search must beat)")

@@ -289,15 +289,17 @@ def run_train(config: Config, out: str | Path | None = None, *, resume: str | Pa
     from udarts.models import build_model
 
     run, state, distributed, device = _start("train", config, out, resume)
+    if (distributed is not None and resume is None and config.train.model == "searchnet"
+            and config.model.latency_budget is not None):
+        raise ConfigError("model.latency_budget: under torchrun each process would time the widths itself and could "
+                          "pick another; find the width once with `udarts train --dry-run --latency-budget MS`, then "
+                          "train with --width W --set model.latency_budget=null (and model.flops_budget=null if set)")
     is_main = distributed is None or distributed.is_main
     train_set = build_split(config, "train", augment=True)
     val_set = build_split(config, config.train.select_split, augment=False)
     info = dataset_info(train_set)
     num_classes = len(info["class_names"])
-    if state is None:
-        if distributed is not None and config.model.latency_budget is not None:
-            raise ConfigError("model.latency_budget: each process would time the widths itself and could pick another; "
-                              "find the width once with `udarts train --dry-run --latency-budget MS`, then pass --width")
+    if resume is None:  # a resumed run's recorded config holds the width its budget gave
         config = fit_width_to_budget(config, num_classes)
     train_loader = _rank_slices(build_loader(config, train_set, True, device), distributed)
     if distributed is not None:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from udarts.complexity import count_flops, measure_latency
+from udarts.data.pairs import single_threaded_torch
 from udarts.genotype import CellGenotype, Genotype
 from udarts.models import build_searchnet
 from udarts.ops import NONE_OP, OpSettings
@@ -82,18 +83,19 @@ def searchnet_gflops(genotype: Genotype, width: int, image_size: Sequence[int], 
     return count_flops(model, (1, 3, int(image_size[0]), int(image_size[1])), device="meta") / 1e9
 
 
-def largest_fitting_width(cost: Callable[[int], float], budget: float, what: str) -> tuple[int, float]:
-    """``(width, cost(width))``: the largest width in 1..MAX_WIDTH with ``cost(width) <= budget``,
-    found by doubling then bisection (``cost`` is assumed to grow with the width).
+def largest_fitting_width(cost: Callable[[int], float], budget: float, unit: str, max_width: int = MAX_WIDTH) -> tuple[int, float]:
+    """``(width, cost(width))``: the largest width in 1..``max_width`` with ``cost(width) <= budget``,
+    found by doubling then bisection (``cost`` is assumed to grow with the width; ``unit`` names
+    what it counts, for the error).
 
-    Raises ``ValueError`` naming ``what`` when even width 1 does not fit."""
+    Raises ``ValueError`` when even width 1 does not fit."""
     if cost(1) > budget:
-        raise ValueError(f"no SEARCH-Net width fits {budget} {what} (width 1 costs {cost(1):.4f})")
+        raise ValueError(f"no SEARCH-Net width fits {budget} {unit} (width 1 costs {cost(1):.4f} {unit.split()[0]})")
     low, high = 1, 2  # cost(low) fits; grow high until it does not
-    while high <= MAX_WIDTH and cost(high) <= budget:
+    while high <= max_width and cost(high) <= budget:
         low, high = high, high * 2
-    high = min(high, MAX_WIDTH + 1)
-    while high - low > 1:  # invariant: cost(low) fits, cost(high) does not (or high is past MAX_WIDTH)
+    high = min(high, max_width + 1)
+    while high - low > 1:  # invariant: cost(low) fits, cost(high) does not (or high is past max_width)
         middle = (low + high) // 2
         if cost(middle) <= budget:
             low = middle
@@ -115,19 +117,17 @@ def searchnet_latency_ms(genotype: Genotype, width: int, image_size: Sequence[in
     """Median CPU milliseconds of one SEARCH-Net forward pass on one image (batch 1, eval mode,
     one torch thread), measured on this machine."""
     model = build_searchnet(genotype, 3, num_classes, width)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_threaded_torch():
         return 1000.0 * measure_latency(model, (1, 3, int(image_size[0]), int(image_size[1])), warmup=3, repeats=repeats)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def width_for_latency(genotype: Genotype, budget_ms: float, image_size: Sequence[int], num_classes: int,
-                      repeats: int = 20) -> tuple[int, float]:
-    """``(width, milliseconds)``: the largest SEARCH-Net width whose CPU latency at batch 1 on one
-    thread (``searchnet_latency_ms``, measured here, so it depends on the machine and its load)
-    fits ``budget_ms``. Each width is measured once, so the answer is one consistent set of timings.
+                      repeats: int = 20, max_width: int = MAX_WIDTH) -> tuple[int, float]:
+    """``(width, milliseconds)``: a SEARCH-Net width whose CPU latency at batch 1 on one thread
+    (``searchnet_latency_ms``) fits ``budget_ms`` while the next width does not, as timed here, at
+    most ``max_width``. Timings depend on the machine and its load (time on a quiet machine) and
+    are noisy, so the bisection assumes, rather than checks, that latency grows with the width;
+    each width is timed once, so the answer rests on one consistent set of timings.
 
     Raises ``ValueError`` when even width 1 does not fit."""
     measured: dict[int, float] = {}
@@ -137,7 +137,7 @@ def width_for_latency(genotype: Genotype, budget_ms: float, image_size: Sequence
             measured[width] = searchnet_latency_ms(genotype, width, image_size, num_classes, repeats)
         return measured[width]
 
-    return largest_fitting_width(cost, budget_ms, f"ms of CPU latency at {image_size[0]}x{image_size[1]}")
+    return largest_fitting_width(cost, budget_ms, f"ms of CPU latency at {image_size[0]}x{image_size[1]}", max_width)
 
 
 def sample_genotypes(

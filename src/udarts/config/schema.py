@@ -109,8 +109,9 @@ class ModelConfig:
     # largest width whose forward pass fits (udarts.random_genotypes.width_for_budget).
     flops_budget: float | None = None
     # SEARCH-Net (train): milliseconds of CPU latency per data.image_size image at batch 1 on one
-    # thread, timed on the machine that starts the run; when set, model.width is at most the
-    # largest width that fits (udarts.random_genotypes.width_for_latency).
+    # thread, timed on the machine that starts the run; when set, model.width becomes the largest
+    # width that fits (udarts.random_genotypes.width_for_latency); with flops_budget too, the
+    # smaller of the two widths.
     latency_budget: float | None = None
 
     def __post_init__(self) -> None:
