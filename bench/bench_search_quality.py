@@ -26,10 +26,11 @@ completes; ``--jobs 2`` runs two commands at a time (one torch thread each).
         --settings pc_darts --search-seeds 0,1 --random 8 --jobs 2 --plot docs/images/search-quality.png
 
 A setting is ``MODE[:KEY=VALUE[:KEY=VALUE...]]`` with keys of the config's ``search`` section.
-The derivation-time keys ``max_identity`` and ``top_k`` (the identity cap, the kept edges per node)
-do not search again: the setting without them is searched once (or reused) and its checkpoint
-derived again with ``udarts derive --max-identity N --top-k K``, so that a cap is measured on the
-very alphas it caps. (The random genotypes keep the search config's ``search.top_k``: a ``top_k``
+The derivation-time keys ``max_identity`` and ``top_k`` (the identity cap, the kept edges per node),
+``selection`` and ``selection_batches`` (``selection=perturbation``: DARTS-PT's selection, scored on
+that many batches of the search's alpha half) do not search again: the setting without them is
+searched once (or reused) and its checkpoint derived again with ``udarts derive --max-identity N
+--top-k K --selection S --batches B``, so that a rule is measured on the very supernet it reads. (The random genotypes keep the search config's ``search.top_k``: a ``top_k``
 setting is compared with genotypes of another edge count.)
 Prints a Markdown section for BENCHMARKS.md; ``--json FILE`` also writes the raw numbers.
 """
@@ -121,7 +122,8 @@ def train_and_score(candidate: Candidate, args: argparse.Namespace, long: bool =
 
 
 SETTING_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:cyan", "tab:pink", "tab:olive")
-DERIVE_KEYS = {"max_identity": "--max-identity", "top_k": "--top-k"}  # setting keys applied by `udarts derive`
+# setting keys applied by `udarts derive` (selection=perturbation: DARTS-PT, on the search's alpha half)
+DERIVE_KEYS = {"max_identity": "--max-identity", "top_k": "--top-k", "selection": "--selection", "selection_batches": "--batches"}
 
 
 def split_setting(setting: Setting) -> tuple[Setting, list[str]]:
@@ -154,7 +156,9 @@ def derive(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
     genotype, checkpoint = Path(candidate.genotype), Path(candidate.search_dir) / "last.pt"
     # derived again when the search has moved on since (derivation takes a second)
     if derive_flags and (not genotype.is_file() or genotype.stat().st_mtime < checkpoint.stat().st_mtime):
-        run_command([sys.executable, "-m", "udarts.cli", "derive", candidate.search_dir, *derive_flags, "--out", candidate.genotype],
+        data_flags = ["--root", str(args.root), "--no-progress"] if "--selection" in derive_flags else []
+        run_command([sys.executable, "-m", "udarts.cli", "derive", candidate.search_dir, *derive_flags, *data_flags,
+                     "--out", candidate.genotype],
                     args.out / f"{Path(candidate.genotype).stem}.log")
     return candidate
 

@@ -95,13 +95,14 @@ def test_accuracy_bench_searches_retrains_reports_and_reuses_finished_runs(tmp_p
 
 def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tmp_path, shared_data, monkeypatch, capsys):
     """End to end on CamVid at a tiny size: 1 search (derived twice: as searched, and with an identity
-    cap of 0, which derives from the same search again), 2 random genotypes and the classic UNet, each
+    cap of 0 and DARTS-PT's selection, which derives from the same search again), 2 random genotypes and the classic UNet, each
     retrained with a 1-epoch recipe and scored on the held-out sequence and on val; a re-run reuses
     every finished run."""
     camvid = shared_data / "camvid"
     if not camvid.is_dir():
         pytest.skip(f"CamVid not found at {camvid}")
     quality = load("bench_search_quality")
+    capped_pt = "pc_darts:max_identity=0:selection=perturbation:selection_batches=1"
     search_config = tmp_path / "search.yaml"
     search_config.write_text(
         "data: {name: camvid, image_size: [32, 32], batch_size: 32, holdout: '0006R0'}\n"
@@ -112,7 +113,7 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
         "model: {width: 4, flops_budget: 0.004}\n"
         "train: {epochs: 1, optimizer: adam, lr: 1.0e-3, weight_decay: 0.0, select_split: holdout}\n")
     out, table = tmp_path / "bench", tmp_path / "quality.json"
-    argv = ["bench_search_quality.py", "--root", str(camvid), "--out", str(out), "--settings", "pc_darts,pc_darts:max_identity=0",
+    argv = ["bench_search_quality.py", "--root", str(camvid), "--out", str(out), "--settings", f"pc_darts,{capped_pt}",
             "--search-seeds", "0", "--random", "2", "--train-seeds", "0,1",
             "--baselines", "unet", "--search-config", str(search_config), "--train-config", str(train_config),
             "--json", str(table), "--plot", str(tmp_path / "quality.png"), "--long-epochs", "2", "--long-candidates", "2"]
@@ -120,14 +121,14 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
     quality.main()
     outcomes = json.loads(table.read_text())
     assert [row["kind"] for row in outcomes] == ["searched", "searched", "random", "random", "baseline"]
-    assert [row["label"] for row in outcomes[:2]] == ["search pc_darts seed 0", "search pc_darts:max_identity=0 seed 0"]
+    assert [row["label"] for row in outcomes[:2]] == ["search pc_darts seed 0", f"search {capped_pt} seed 0"]
     assert [path.name for path in out.glob("search-*") if path.is_dir()] == ["search-pc_darts-seed0"]  # the cap searched nothing again
-    capped = Genotype.load(out / "genotype-pc_darts-max_identity0-seed0.json")
+    capped = Genotype.load(out / "genotype-pc_darts-max_identity0-selectionperturbation-selection_batches1-seed0.json")
     assert all("identity" not in cell.ops() for cell in capped.cells)
-    assert capped.search["max_identity"] == 0
+    assert capped.search["max_identity"] == 0 and capped.search["selection"] == "perturbation"
     printed = capsys.readouterr().out  # one group and one verdict per searched setting
-    assert "| searched pc_darts | 1 |" in printed and "| searched pc_darts:max_identity=0 | 1 |" in printed
-    assert "- pc_darts:max_identity=0: searched mean" in printed and "Rank agreement of the cheap recipe with 2 epochs" in printed
+    assert "| searched pc_darts | 1 |" in printed and f"| searched {capped_pt} | 1 |" in printed
+    assert f"- {capped_pt}: searched mean" in printed and "Rank agreement of the cheap recipe with 2 epochs" in printed
     # the two searched genotypes were trained again for 2 epochs (Kendall tau)
     assert [row["long_holdout_miou"] is not None for row in outcomes] == [True, True, False, False, False]
     for row in outcomes:
@@ -144,7 +145,7 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
     monkeypatch.setattr(sys, "argv", [*argv, "--report-only"])
     quality.main()  # reports the finished candidates, runs nothing
     assert [row["label"] for row in json.loads(table.read_text())] == [row["label"] for row in outcomes]
-    long_config = out / "long-search-pc_darts-max_identity0-seed-0" / "config.yaml"  # as if that long run were still training
+    long_config = out / "long-search-pc_darts-max_identity0-selectionperturbation-selection_batches1-seed-0" / "config.yaml"  # as if that long run were still training
     resolved = yaml.safe_load(long_config.read_text())
     resolved["train"]["epochs"] = 3
     long_config.write_text(yaml.safe_dump(resolved))

@@ -123,7 +123,8 @@ def command_derive(args: argparse.Namespace) -> None:
     max_identity: Any = KEEP
     if args.max_identity is not None:
         max_identity = None if args.max_identity.lower() in ("none", "off") else _count(args.max_identity, "--max-identity")
-    derive_genotype(args.checkpoint, args.top_k, max_identity, args.out)
+    derive_genotype(args.checkpoint, args.top_k, max_identity, args.out, selection=args.selection, batches=args.batches,
+                    root=args.root, progress=not args.no_progress)
 
 
 def _count(text: str, flag: str) -> int:
@@ -247,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     derive.add_argument("--out", help="genotype path (default: beside the checkpoint, genotype.json with the search's "
                         "own --top-k and --max-identity, else genotype-top<K>[-maxid<N>].json)")
     derive.add_argument("--top-k", type=int, help="kept incoming edges per node (default: the search's)")
+    derive.add_argument("--selection", choices=("alpha", "perturbation"), default="alpha",
+                        help="alpha: DARTS's strongest softmax weights (default); perturbation: DARTS-PT, the ops and "
+                             "edges whose removal raises the search loss most on the alpha half (mixture modes)")
+    derive.add_argument("--batches", type=int, default=4, help="perturbation: alpha-half batches scored per trial (default 4)")
+    derive.add_argument("--root", help="perturbation: dataset root (default: the search's recorded data.root)")
+    derive.add_argument("--no-progress", action="store_true", help="no progress bar")
     derive.add_argument("--max-identity", metavar="N",
                         help="at most N identity edges per cell, 'none' = no cap (default: the search's search.max_identity)")
 

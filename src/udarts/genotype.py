@@ -22,6 +22,7 @@ slots and edge numbering in ``udarts.space``.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,14 +185,44 @@ def derive_cell(
     edges = all_edges(num_inputs, num_nodes)
     if tuple(alphas.shape) != (len(edges), len(op_names)):
         raise ValueError(f"{name}: alphas of shape {tuple(alphas.shape)}, expected {(len(edges), len(op_names))}")
-    if max_identity is not None and max_identity < 0:
-        raise ValueError(f"max_identity must be >= 0 or None, got {max_identity}")
+    return select_cell(name, alpha_selection_weights(alphas, edge_scales, op_mask), op_names, num_inputs, num_nodes,
+                       top_k, op_mask=op_mask, max_identity=max_identity)
+
+
+def alpha_selection_weights(alphas: Tensor, edge_scales: Tensor | None = None, op_mask: Tensor | None = None) -> Tensor:
+    """DARTS's selection weights of one cell, ``(num_edges, num_ops)``: ``softmax(alpha)`` per edge
+    (ops outside ``op_mask`` at 0), times the edge's PC-DARTS scale when given."""
     logits = alphas.detach().float()
     if op_mask is not None:
         logits = logits.masked_fill(~torch.as_tensor(op_mask, dtype=torch.bool, device=logits.device), float("-inf"))
     weights = torch.softmax(logits, dim=-1)
     if edge_scales is not None:
         weights = weights * edge_scales.detach().float().reshape(-1, 1)
+    return weights
+
+
+def select_cell(
+    name: str,
+    weights: Tensor,
+    op_names: Sequence[str],
+    num_inputs: int,
+    num_nodes: int,
+    top_k: int = 2,
+    *,
+    op_mask: Tensor | None = None,
+    max_identity: int | None = None,
+) -> CellGenotype:
+    """One cell's genotype from selection weights ``(num_edges, num_ops)``, larger = stronger:
+    ``alpha_selection_weights`` for DARTS, or another selection rule's scores
+    (``udarts.search.perturbation``). The rules are ``derive_cell``'s: each edge takes its
+    strongest non-``none`` op among those ``op_mask`` keeps, each node keeps its ``top_k``
+    strongest edges, every input stays read, and ``max_identity`` caps the identity edges."""
+    edges = all_edges(num_inputs, num_nodes)
+    if tuple(weights.shape) != (len(edges), len(op_names)):
+        raise ValueError(f"{name}: selection weights of shape {tuple(weights.shape)}, expected {(len(edges), len(op_names))}")
+    if max_identity is not None and max_identity < 0:
+        raise ValueError(f"max_identity must be >= 0 or None, got {max_identity}")
+    weights = weights.detach().float()
     candidates = [index for index, op_name in enumerate(op_names) if op_name != NONE_OP]
     if not candidates:
         raise ValueError(f"{name}: the op set has no op besides 'none'")
@@ -209,7 +240,7 @@ def derive_cell(
                 edge_active = active[edge_index, candidates].to(row.device)
                 if not bool(edge_active.any()):
                     continue  # pruning left this edge only 'none'
-                row = row.masked_fill(~edge_active, -1.0)
+                row = row.masked_fill(~edge_active, -math.inf)
             best = int(torch.argmax(row))
             node_scored.append((-float(row[best]), source, op_names[candidates[best]], edge_index))
         if not node_scored:
@@ -287,23 +318,41 @@ def derive(
     """The genotype of the whole U from the eight cells' alphas (cell order C1..C8); optionally
     each cell's PC-DARTS edge scales and pruning op mask, and a cap on the identity edges of
     each cell (see ``derive_cell``: every cell input stays read, whatever ``top_k``)."""
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if max_identity is not None and max_identity < 0:
-        raise ValueError(f"max_identity must be >= 0 or None, got {max_identity}")
     slots = cell_slots(1)
     if len(alphas) != len(slots):
         raise ValueError(f"expected alphas for {len(slots)} cells, got {len(alphas)}")
     for label, per_cell in (("edge scales", edge_scales), ("op masks", op_masks)):
         if per_cell is not None and len(per_cell) != len(slots):
             raise ValueError(f"expected {label} for {len(slots)} cells, got {len(per_cell)}")
+    weights = [alpha_selection_weights(cell_alphas, None if edge_scales is None else edge_scales[slot.index],
+                                       None if op_masks is None else op_masks[slot.index])
+               for slot, cell_alphas in zip(slots, alphas)]
+    return derive_from_weights(weights, op_names, num_nodes, top_k, settings, search, op_masks, max_identity)
+
+
+def derive_from_weights(
+    cell_weights: Sequence[Tensor],
+    op_names: Sequence[str],
+    num_nodes: int,
+    top_k: int = 2,
+    settings: OpSettings = OpSettings(),
+    search: dict[str, Any] | None = None,
+    op_masks: Sequence[Tensor] | None = None,
+    max_identity: int | None = None,
+) -> Genotype:
+    """The genotype of the whole U from each cell's selection weights ``(num_edges, num_ops)``
+    (cell order C1..C8; ``select_cell`` keeps the strongest)."""
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if max_identity is not None and max_identity < 0:
+        raise ValueError(f"max_identity must be >= 0 or None, got {max_identity}")
+    slots = cell_slots(1)
+    if len(cell_weights) != len(slots):
+        raise ValueError(f"expected selection weights for {len(slots)} cells, got {len(cell_weights)}")
     cells = tuple(
-        derive_cell(
-            slot.name, cell_alphas, op_names, slot.num_inputs, num_nodes, top_k,
-            edge_scales=None if edge_scales is None else edge_scales[slot.index],
-            op_mask=None if op_masks is None else op_masks[slot.index], max_identity=max_identity,
-        )
-        for slot, cell_alphas in zip(slots, alphas)
+        select_cell(slot.name, weights, op_names, slot.num_inputs, num_nodes, top_k,
+                    op_mask=None if op_masks is None else op_masks[slot.index], max_identity=max_identity)
+        for slot, weights in zip(slots, cell_weights)
     )
     return Genotype(
         cells=cells,
