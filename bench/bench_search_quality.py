@@ -154,7 +154,7 @@ def derive(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
     candidate = searched_candidate(setting, seed, args)
     _, derive_flags = split_setting(setting)
     genotype, checkpoint = Path(candidate.genotype), Path(candidate.search_dir) / "last.pt"
-    # derived again when the search has moved on since (derivation takes a second)
+    # derived again when the search has moved on since (seconds; minutes with selection=perturbation)
     if derive_flags and (not genotype.is_file() or genotype.stat().st_mtime < checkpoint.stat().st_mtime):
         data_flags = ["--root", str(args.root), "--no-progress"] if "--selection" in derive_flags else []
         run_command([sys.executable, "-m", "udarts.cli", "derive", candidate.search_dir, *derive_flags, *data_flags,

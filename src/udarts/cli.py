@@ -124,7 +124,7 @@ def command_derive(args: argparse.Namespace) -> None:
     if args.max_identity is not None:
         max_identity = None if args.max_identity.lower() in ("none", "off") else _count(args.max_identity, "--max-identity")
     derive_genotype(args.checkpoint, args.top_k, max_identity, args.out, selection=args.selection, batches=args.batches,
-                    root=args.root, progress=not args.no_progress)
+                    root=args.root, device=args.device, progress=not args.no_progress)
 
 
 def _count(text: str, flag: str) -> int:
@@ -246,13 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     derive = commands.add_parser("derive", help="derive a genotype from a search checkpoint or run folder")
     derive.add_argument("checkpoint", help="search run folder or checkpoint (.pt)")
     derive.add_argument("--out", help="genotype path (default: beside the checkpoint, genotype.json with the search's "
-                        "own --top-k and --max-identity, else genotype-top<K>[-maxid<N>].json)")
+                        "own --top-k and --max-identity, else genotype-top<K>[-maxid<N>][-pt<B>].json)")
     derive.add_argument("--top-k", type=int, help="kept incoming edges per node (default: the search's)")
     derive.add_argument("--selection", choices=("alpha", "perturbation"), default="alpha",
                         help="alpha: DARTS's strongest softmax weights (default); perturbation: DARTS-PT, the ops and "
                              "edges whose removal raises the search loss most on the alpha half (mixture modes)")
-    derive.add_argument("--batches", type=int, default=4, help="perturbation: alpha-half batches scored per trial (default 4)")
+    derive.add_argument("--batches", type=int, help="perturbation: alpha-half batches scored per trial (default 4)")
     derive.add_argument("--root", help="perturbation: dataset root (default: the search's recorded data.root)")
+    derive.add_argument("--device", help="perturbation: where the supernet runs (default cpu; auto, cuda, ...)")
     derive.add_argument("--no-progress", action="store_true", help="no progress bar")
     derive.add_argument("--max-identity", metavar="N",
                         help="at most N identity edges per cell, 'none' = no cap (default: the search's search.max_identity)")
@@ -380,7 +381,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"udarts {args.command}: error: {message}", file=sys.stderr)
         return code
     except KeyboardInterrupt:
-        print("\ninterrupted; continue with --resume RUN_DIR (checkpoints are written every epoch)", file=sys.stderr)
+        how = {"search": "; continue with --resume RUN_DIR (checkpoints are written every epoch)",
+               "train": "; continue with --resume RUN_DIR (checkpoints are written every epoch)",
+               "compare": "; run the same command again: finished runs are reused, the interrupted one resumed"}
+        print("\ninterrupted" + how.get(args.command, ""), file=sys.stderr)
         return 130
     return 0
 

@@ -318,16 +318,28 @@ def derive(
     """The genotype of the whole U from the eight cells' alphas (cell order C1..C8); optionally
     each cell's PC-DARTS edge scales and pruning op mask, and a cap on the identity edges of
     each cell (see ``derive_cell``: every cell input stays read, whatever ``top_k``)."""
+    _check_derive_arguments(top_k, max_identity)
     slots = cell_slots(1)
     if len(alphas) != len(slots):
         raise ValueError(f"expected alphas for {len(slots)} cells, got {len(alphas)}")
     for label, per_cell in (("edge scales", edge_scales), ("op masks", op_masks)):
         if per_cell is not None and len(per_cell) != len(slots):
             raise ValueError(f"expected {label} for {len(slots)} cells, got {len(per_cell)}")
-    weights = [alpha_selection_weights(cell_alphas, None if edge_scales is None else edge_scales[slot.index],
-                                       None if op_masks is None else op_masks[slot.index])
-               for slot, cell_alphas in zip(slots, alphas)]
+    weights = []
+    for slot, cell_alphas in zip(slots, alphas):
+        expected = (len(all_edges(slot.num_inputs, num_nodes)), len(op_names))
+        if tuple(cell_alphas.shape) != expected:
+            raise ValueError(f"{slot.name}: alphas of shape {tuple(cell_alphas.shape)}, expected {expected}")
+        weights.append(alpha_selection_weights(cell_alphas, None if edge_scales is None else edge_scales[slot.index],
+                                               None if op_masks is None else op_masks[slot.index]))
     return derive_from_weights(weights, op_names, num_nodes, top_k, settings, search, op_masks, max_identity)
+
+
+def _check_derive_arguments(top_k: int, max_identity: int | None) -> None:
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if max_identity is not None and max_identity < 0:
+        raise ValueError(f"max_identity must be >= 0 or None, got {max_identity}")
 
 
 def derive_from_weights(
@@ -342,13 +354,12 @@ def derive_from_weights(
 ) -> Genotype:
     """The genotype of the whole U from each cell's selection weights ``(num_edges, num_ops)``
     (cell order C1..C8; ``select_cell`` keeps the strongest)."""
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if max_identity is not None and max_identity < 0:
-        raise ValueError(f"max_identity must be >= 0 or None, got {max_identity}")
+    _check_derive_arguments(top_k, max_identity)
     slots = cell_slots(1)
     if len(cell_weights) != len(slots):
         raise ValueError(f"expected selection weights for {len(slots)} cells, got {len(cell_weights)}")
+    if op_masks is not None and len(op_masks) != len(slots):
+        raise ValueError(f"expected op masks for {len(slots)} cells, got {len(op_masks)}")
     cells = tuple(
         select_cell(slot.name, weights, op_names, slot.num_inputs, num_nodes, top_k,
                     op_mask=None if op_masks is None else op_masks[slot.index], max_identity=max_identity)

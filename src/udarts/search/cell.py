@@ -20,6 +20,11 @@ the parts per mode); nothing is set on a cell afterwards:
 - ``checkpoint_activations``: recompute the cell's activations in the backward pass instead of
   storing them (``torch.utils.checkpoint``); the selector runs outside the recomputed region, so
   the recomputation runs the same network.
+
+Besides the op mask above, an edge mask (``set_edge_mask``; every edge kept unless set, never
+saved) removes whole edges, their output times 0 (PC-DARTS's bypassed channels included), the
+other edges keeping their scales: perturbation-based selection (``udarts.search.perturbation``)
+uses it to measure what the supernet loses without an edge.
 """
 
 from __future__ import annotations
@@ -80,6 +85,10 @@ class SearchCell(Cell):
         self.register_buffer("op_mask", torch.ones(len(self.edges), len(self.op_names), dtype=torch.bool),
                              persistent=persistent_op_mask)
         self._active_ops: EdgeOps = None  # None: every op of every edge is active
+        # Edges removed from the cell's sums (perturbation-based selection): their whole output,
+        # PC-DARTS's bypassed channels included, is multiplied by 0; the other edges keep their scales.
+        self.register_buffer("edge_mask", torch.ones(len(self.edges), dtype=torch.bool), persistent=False)
+        self._every_edge_kept = True
         self.selector = selector
         self.checkpoint_activations = checkpoint_activations
 
@@ -119,6 +128,15 @@ class SearchCell(Cell):
             self.op_mask.copy_(mask)
         self._refresh_active_ops(mask)
 
+    def set_edge_mask(self, mask: Tensor) -> None:
+        """Set which edges the cell sums (``(num_edges,)`` booleans); a removed edge adds nothing."""
+        mask = mask.detach().to("cpu", torch.bool) if isinstance(mask, Tensor) else torch.tensor(mask, dtype=torch.bool, device="cpu")
+        if tuple(mask.shape) != tuple(self.edge_mask.shape):
+            raise ValueError(f"edge mask of shape {tuple(mask.shape)}, expected {tuple(self.edge_mask.shape)}")
+        with torch.no_grad():
+            self.edge_mask.copy_(mask)
+        self._every_edge_kept = bool(mask.all())
+
     def _refresh_active_ops(self, mask: Tensor | None = None) -> None:
         mask = self.op_mask.detach().cpu() if mask is None else mask
         self._active_ops = None if bool(mask.all()) else [row.nonzero().flatten().tolist() for row in mask]
@@ -133,6 +151,9 @@ class SearchCell(Cell):
         weights, edge_ops = self.selector(self.masked_alphas(), self._active_ops, self.training)
         edge_args = (weights, [None] * len(self.edges) if edge_ops is None else edge_ops)  # each edge: op(x, w, ops)
         scales = self.edge_scales()
+        if not self._every_edge_kept:
+            kept = self.edge_mask.to(self.alphas.dtype)  # (num_edges,)
+            scales = kept if scales is None else scales * kept
         if self.checkpoint_activations and torch.is_grad_enabled():
             return checkpoint(Cell.forward, self, inputs, edge_args, scales, use_reentrant=False)
         return super().forward(inputs, edge_args, scales)
