@@ -153,6 +153,26 @@ def test_another_budget_in_the_same_folder_is_refused(comparison, search_dir, tm
     assert "train.epochs: 2 -> 3" in capsys.readouterr().err
 
 
+def test_a_flops_budget_sizes_searchnet_once_and_a_re_run_reuses_its_runs(search_dir, tmp_path, capsys):
+    from udarts.random_genotypes import width_for_budget
+    from udarts.genotype import Genotype
+
+    out = tmp_path / "budget"
+    args = ["compare", *TINY, "--epochs", "1", "--genotypes", str(search_dir / "genotype.json"), "--seeds", "0,1",
+            "--out", str(out), "--num-images", "0", "--latency-repeats", "1", "--set", "model.flops_budget=0.002"]
+    assert main(args) == 0
+    width, _ = width_for_budget(Genotype.load(search_dir / "genotype.json"), 0.002, (16, 16), 4)
+    assert width != 4  # the budget, not --width, sized it
+    for seed in (0, 1):
+        recorded = torch.load(out / "runs" / "searchnet" / f"seed-{seed}" / "last.pt", weights_only=False)
+        assert recorded["model_spec"]["width"] == width
+    capsys.readouterr()
+    assert main(args) == 0  # the runs recorded the fitted width, which the re-run expects
+    assert capsys.readouterr().out.count("finished run reused") == 2
+    assert main([*args[:-2], "--set", "model.latency_budget=30"]) == 2
+    assert "model.latency_budget: a comparison trains each SEARCH-Net at one width" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

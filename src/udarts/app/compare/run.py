@@ -64,6 +64,17 @@ def run_config(config: Config, entry, seed: int) -> Config:
     return config.updated(override, f"comparison model {entry.label}")
 
 
+def sized_config(config: Config, entry) -> Config:
+    """``run_config`` with SEARCH-Net's width fitted to ``model.flops_budget`` once for every seed,
+    the budget then cleared, so that every run records (and a re-run expects) the fitted width."""
+    entry_config = run_config(config, entry, config.seed)
+    if entry.model != "searchnet" or config.model.flops_budget is None:
+        return entry_config
+    num_classes = len(experiment.build_split(config, "train", augment=False).class_names)
+    fitted = experiment.fit_width_to_budget(entry_config, num_classes)
+    return fitted.updated({"model": {"flops_budget": None}}, f"comparison model {entry.label}: width fitted to the budget")
+
+
 def _train(run, resume: bool) -> Path:
     if resume:
         return experiment.run_train(experiment.resumed_config(run.path, "train"), resume=run.path).run_dir
@@ -104,6 +115,10 @@ def run_comparison(config: Config, *, models: str | None = None, genotypes: str 
 
     if config.train.model_options:
         raise ConfigError("train.model_options: in a comparison, give each model's options with --model-option LABEL:KEY=VALUE")
+    if config.model.latency_budget is not None:
+        raise ConfigError("model.latency_budget: a comparison trains each SEARCH-Net at one width for every seed and "
+                          "re-run; find it once with `udarts train --dry-run --latency-budget MS`, then compare with "
+                          "--width W --set model.latency_budget=null")
     seed_list = parse_seeds(seeds) if seeds else [config.seed]
     entries = planning.parse_entries(_items(models), _items(genotypes), parse_model_options(model_options))
     shared = config.updated({"seed": seed_list[0], "train": {"model": "searchnet", "genotype": None}}, "comparison")
@@ -111,8 +126,9 @@ def run_comparison(config: Config, *, models: str | None = None, genotypes: str 
     root = Path(out) if out else new_run_dir(config.out, "compare")
     entries = planning.prepare(root, entries, seed_list, shared.to_dict(), budget_of(shared))
     print(f"comparison: {root} ({len(entries)} model(s) x {len(seed_list)} seed(s), {shared.train.epochs} epochs each)")
+    sized = {entry.label: sized_config(shared, entry) for entry in entries}
     plans = [planning.PlannedRun(entry, seed, planning.run_folder(root, entry.label, seed),
-                                 run_config(shared, entry, seed).to_dict(), shared.train.epochs)
+                                 sized[entry.label].updated({"seed": seed}, "comparison seed").to_dict(), shared.train.epochs)
              for entry in entries for seed in seed_list]
     planning.execute(plans, _train)
     device = experiment.resolve_device(shared.device)
