@@ -9,7 +9,8 @@ split: ``best.pt`` is chosen on it), then reports, side by side:
 - CamVid val mIoU of ``best.pt`` (``udarts eval --split val``: val shares its sequence with the
   training frames, so it rewards fitting a familiar sequence);
 - parameters, forward GFLOPs per image and CPU latency at batch 1, measured in this one process
-  one after the other (median of ``--repeats`` forward passes, one torch thread).
+  side by side (``--repeats`` forward passes per model in 5 interleaved rounds, the median round;
+  one torch thread).
 
     OMP_NUM_THREADS=1 python bench/bench_protocol.py --root ../shared/data/camvid --out runs/protocol \\
         --genotype configs/genotypes/camvid-cpu.json --seeds 0,1,2
@@ -42,7 +43,7 @@ import torch
 import yaml
 
 from udarts import experiment
-from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latency
+from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latencies, measure_latency
 from udarts.app.compare import run_finished
 from udarts.builders import model_spec
 from udarts.config import resolve
@@ -150,11 +151,20 @@ def score(path: Path, args: argparse.Namespace) -> dict[str, float]:
             "val": val, "epochs": records[-1]["epoch"]}
 
 
-def cost(path: Path, repeats: int) -> dict[str, float]:
-    model, state = experiment.load_trained(path / "best.pt")
-    shape = (1, 3, *state["image_size"])
-    return {"width": state["model_spec"].get("width"), "parameters": count_parameters(model), "gflops": count_flops(model, shape) / 1e9,
-            "latency_ms": 1000 * measure_latency(model, shape, warmup=3, repeats=repeats), "image_size": list(state["image_size"])}
+def costs(paths: dict[str, Path], repeats: int) -> dict[str, dict[str, float]]:
+    """Per model: parameters, GFLOPs and CPU latency of its best.pt, the latencies measured side by
+    side in rounds (``measure_latencies``: fair when the process moves between unequal cores)."""
+    loaded = {name: experiment.load_trained(path / "best.pt") for name, path in paths.items()}
+    shapes = {tuple(state["image_size"]) for _, state in loaded.values()}
+    if len(shapes) > 1:
+        sys.exit(f"the runs were trained at different image sizes {sorted(shapes)}; report them separately")
+    shape = (1, 3, *shapes.pop())
+    latencies = measure_latencies({name: model for name, (model, _) in loaded.items()}, shape,
+                                  rounds=5, repeats=max(1, repeats // 5))
+    return {name: {"width": state["model_spec"].get("width"), "parameters": count_parameters(model),
+                   "gflops": count_flops(model, shape) / 1e9, "latency_ms": 1000 * latencies[name],
+                   "image_size": list(shape[2:])}
+            for name, (model, state) in loaded.items()}
 
 
 def mean_std(values: list[float]) -> str:
@@ -175,7 +185,8 @@ def main() -> None:
     parser.add_argument("--holdout", default="0006R0", help="training sequence held out as the selection split")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--models", default="searchnet,unet_resnet34", help=f"comma-separated, of {sorted(MODELS)}")
-    parser.add_argument("--repeats", type=int, default=20, help="timed forward passes per model (median)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed forward passes per model, in 5 interleaved rounds "
+                        "(median)")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
@@ -203,11 +214,14 @@ def main() -> None:
                      + ", ".join(f"s{run['seed']}: {recorded_width(run_dir(args.out, model, run['seed']))}" for run in scores)
                      + "); report runs of one width together")
         if scores:
-            results[model] = {"runs": scores, **cost(run_dir(args.out, model, scores[0]["seed"]), args.repeats)}
+            results[model] = {"runs": scores}
+    for model, measured in costs({model: run_dir(args.out, model, result["runs"][0]["seed"])
+                                  for model, result in results.items()}, args.repeats).items():
+        results[model].update(measured)
 
     lines = [f"## SEARCH-Net against the ResNet-34 UNet, 40-epoch CamVid protocol, sequence {args.holdout} held out",
              "", f"`{' '.join(['python', *sys.argv])}`; {datetime.date.today()}, {cpu_model()} ({platform.machine()}), "
-             "latency at batch 1 on one torch thread, measured one after the other in one process.", "",
+             "latency at batch 1 on one torch thread, the models timed side by side in rounds in one process.", "",
              "| model | seeds | held-out mIoU (best.pt) | held-out mIoU (last epoch) | val mIoU (best.pt) | parameters | GFLOPs | CPU latency (ms) |",
              "|---|---|---|---|---|---|---|---|"]
     for model, result in results.items():

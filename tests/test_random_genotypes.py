@@ -171,3 +171,24 @@ def test_beta_decay_is_the_mean_logsumexp_and_pulls_the_strongest_op_hardest():
     penalty.backward()
     assert torch.allclose(alpha.grad, 0.5 * torch.softmax(alpha.detach(), -1) / 2)
     assert int(alpha.grad[0].argmax()) == 0
+
+
+def test_latencies_are_measured_side_by_side_in_rounds(monkeypatch):
+    from udarts import complexity
+
+    calls = []
+
+    def fake_measure(model, shape, device="cpu", warmup=2, repeats=5):
+        calls.append((model.name, repeats))
+        return {"a": 0.004, "b": 0.002}[model.name] * (2 if len(calls) % 7 == 0 else 1)  # one slow outlier now and then
+
+    class Named(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+    monkeypatch.setattr(complexity, "measure_latency", fake_measure)
+    latencies = complexity.measure_latencies({"a": Named("a"), "b": Named("b")}, (1, 3, 8, 8), rounds=3, repeats=4)
+    assert latencies == {"a": 0.004, "b": 0.002}  # the median round ignores the outlier
+    assert [name for name, _ in calls] == ["a", "b"] + ["a", "b"] * 3  # warm-up, then interleaved rounds
+    assert [repeats for _, repeats in calls[2:]] == [4] * 6
