@@ -43,8 +43,9 @@ import torch
 import yaml
 
 from udarts import experiment
-from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latencies, measure_latency
+from udarts.complexity import cpu_model, measure_latency
 from udarts.app.compare import run_finished
+from udarts.app.compare.results import measure_checkpoint_costs
 from udarts.builders import model_spec
 from udarts.config import resolve
 from udarts.data.camvid import CAMVID_CLASS_NAMES
@@ -152,19 +153,16 @@ def score(path: Path, args: argparse.Namespace) -> dict[str, float]:
 
 
 def costs(paths: dict[str, Path], repeats: int) -> dict[str, dict[str, float]]:
-    """Per model: parameters, GFLOPs and CPU latency of its best.pt, the latencies measured side by
-    side in rounds (``measure_latencies``: fair when the process moves between unequal cores)."""
-    loaded = {name: experiment.load_trained(path / "best.pt") for name, path in paths.items()}
-    shapes = {tuple(state["image_size"]) for _, state in loaded.values()}
-    if len(shapes) > 1:
-        sys.exit(f"the runs were trained at different image sizes {sorted(shapes)}; report them separately")
-    shape = (1, 3, *shapes.pop())
-    latencies = measure_latencies({name: model for name, (model, _) in loaded.items()}, shape,
-                                  rounds=5, repeats=max(1, repeats // 5))
-    return {name: {"width": state["model_spec"].get("width"), "parameters": count_parameters(model),
-                   "gflops": count_flops(model, shape) / 1e9, "latency_ms": 1000 * latencies[name],
-                   "image_size": list(shape[2:])}
-            for name, (model, state) in loaded.items()}
+    """Per model: SEARCH-Net's width, parameters, GFLOPs and CPU latency of its best.pt, the
+    latencies measured side by side (``measure_checkpoint_costs``)."""
+    measured = measure_checkpoint_costs({name: path / "best.pt" for name, path in paths.items()}, torch.device("cpu"),
+                                        repeats=repeats)
+    if len({tuple(cost.image_size) for cost in measured.values()}) > 1:
+        sys.exit(f"the runs were trained at different image sizes {sorted({tuple(c.image_size) for c in measured.values()})}; "
+                 "report them separately")
+    return {name: {"width": recorded_width(paths[name]) if name == "searchnet" else None, "parameters": cost.parameters,
+                   "gflops": cost.flops / 1e9, "latency_ms": cost.latency_ms, "image_size": cost.image_size}
+            for name, cost in measured.items()}
 
 
 def mean_std(values: list[float]) -> str:

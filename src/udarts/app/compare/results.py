@@ -116,6 +116,26 @@ def measure_cost(checkpoint: Path, device: torch.device, warmup: int = 3, repeat
     )
 
 
+def measure_checkpoint_costs(checkpoints: Mapping[str, Path], device: torch.device, repeats: int = 10) -> dict[str, ModelCost]:
+    """``measure_cost`` of several checkpoints, their latencies timed side by side: every model in
+    turn over 5 rounds of ``repeats // 5`` passes, the median round
+    (``udarts.complexity.measure_latencies``; models trained at another image size are timed in
+    their own group). Timing one model after the other is unfair when the process moves between
+    cores of unequal speed (BENCHMARKS.md, the latency correction)."""
+    from udarts.complexity import count_flops, count_parameters, measure_latencies
+
+    loaded = {label: load_trained(path, device) for label, path in checkpoints.items()}
+    shapes = {label: (1, 3, *(int(side) for side in state["image_size"])) for label, (_, state) in loaded.items()}
+    latencies: dict[str, float] = {}
+    for shape in set(shapes.values()):
+        group = {label: model for label, (model, _) in loaded.items() if shapes[label] == shape}
+        latencies.update(measure_latencies(group, shape, device, rounds=5, repeats=max(1, repeats // 5)))
+    return {label: ModelCost(parameters=count_parameters(model), flops=count_flops(model, shapes[label], device=device),
+                             image_size=list(shapes[label][2:]), latency_ms=1000.0 * latencies[label],
+                             device=describe_device(device))
+            for label, (model, _) in loaded.items()}
+
+
 def load_costs(root: Path) -> dict[str, ModelCost]:
     path = Path(root) / COSTS_FILE
     if not path.is_file():
@@ -138,6 +158,7 @@ def measure_costs(
     report`` re-renders without re-timing); models without a finished run are skipped.
     """
     costs = load_costs(root)
+    checkpoints = {}
     for entry in entries:
         if only_missing and entry.label in costs:
             continue
@@ -146,9 +167,11 @@ def measure_costs(
         if checkpoint is None:
             log(f"{entry.label}: no finished run, no cost measured")
             continue
-        costs[entry.label] = measure_cost(checkpoint, device, repeats=repeats)
-        log(f"{entry.label}: {costs[entry.label].parameters:,} parameters, {costs[entry.label].flops / 1e9:.3f} GFLOPs, "
-            f"{costs[entry.label].latency_ms:.2f} ms per image on {costs[entry.label].device}")
+        checkpoints[entry.label] = checkpoint
+    for label, cost in measure_checkpoint_costs(checkpoints, device, repeats=repeats).items():
+        costs[label] = cost
+        log(f"{label}: {cost.parameters:,} parameters, {cost.flops / 1e9:.3f} GFLOPs, "
+            f"{cost.latency_ms:.2f} ms per image on {cost.device}")
     atomic_write_text(Path(root) / COSTS_FILE, json.dumps({label: asdict(cost) for label, cost in costs.items()}, indent=2) + "\n")
     return costs
 
