@@ -15,9 +15,10 @@ split: ``best.pt`` is chosen on it), then reports, side by side:
     OMP_NUM_THREADS=1 python bench/bench_protocol.py --root ../shared/data/camvid --out runs/protocol \\
         --genotype configs/genotypes/camvid-cpu.json --seeds 0,1,2
 
-``--width W`` trains SEARCH-Net at width W instead of the config's budgets; ``--match-latency`` times
-the ResNet-34 UNet here (batch 1, one thread) and trains SEARCH-Net at the largest width whose latency
-fits it (``udarts.random_genotypes.width_for_latency``), recorded in ``OUT/matched-width.json`` and
+``--width W`` trains SEARCH-Net at width W instead of the config's budgets; ``--match-latency`` trains
+SEARCH-Net at the largest width whose CPU latency (batch 1, one thread) is at most the ResNet-34
+UNet's, each width timed side by side with the UNet in interleaved rounds and judged by the ratio
+(``udarts.random_genotypes.width_matching_latency``), recorded in ``OUT/matched-width.json`` and
 reused by every later run into OUT, so all seeds share one width. Time it on a quiet machine, and
 let the first ``--match-latency`` run write the record before starting others in parallel (a run
 folder trained at another width than the one asked for is refused, not mixed in):
@@ -43,17 +44,16 @@ import torch
 import yaml
 
 from udarts import experiment
-from udarts.complexity import cpu_model, measure_latency
+from udarts.complexity import cpu_model
 from udarts.app.compare import run_finished
 from udarts.app.compare.results import measure_checkpoint_costs
 from udarts.builders import model_spec
 from udarts.config import resolve
 from udarts.data.camvid import CAMVID_CLASS_NAMES
-from udarts.data.pairs import single_threaded_torch
 from udarts.genotype import Genotype
 from udarts.io import atomic_write_text, read_jsonl
 from udarts.models import build_model
-from udarts.random_genotypes import width_for_latency
+from udarts.random_genotypes import width_matching_latency
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"searchnet": "SEARCH-Net", "unet_resnet34": "UNet (ResNet-34)", "unet": "UNet (classic)"}
@@ -97,8 +97,8 @@ def recorded_width(path: Path) -> int | None:
 
 def matched_width(args: argparse.Namespace) -> int:
     """The SEARCH-Net width whose CPU latency fits the ResNet-34 UNet's, timed once in this process
-    (batch 1, one thread) and kept in ``OUT/matched-width.json``; a later run into OUT reuses it
-    when the genotype and the image size are the same."""
+    (batch 1, one thread, each width side by side with the UNet) and kept in ``OUT/matched-width.json``;
+    a later run into OUT reuses it when the genotype and the image size are the same."""
     record = args.out / "matched-width.json"
     genotype = Genotype.load(args.genotype)
     config = resolve(args.config, [({"train": {"model": "unet_resnet34", **PAPER_SCALE["unet_resnet34"]}}, "bench_protocol")])
@@ -118,12 +118,13 @@ def matched_width(args: argparse.Namespace) -> int:
         return width
     num_classes = len(CAMVID_CLASS_NAMES)
     unet = build_model(model_spec(config, num_classes))
-    with single_threaded_torch():
-        unet_ms = 1000 * measure_latency(unet, (1, 3, *image_size), warmup=3, repeats=args.repeats)
-    width, searchnet_ms = width_for_latency(genotype, unet_ms, image_size, num_classes, repeats=args.repeats)
-    print(f"matched latency: UNet (ResNet-34) {unet_ms:.1f} ms; SEARCH-Net width {width}, {searchnet_ms:.1f} ms")
+    width, searchnet_ms, unet_ms = width_matching_latency(genotype, unet, image_size, num_classes, rounds=7,
+                                                          repeats=max(1, args.repeats // 5))
+    print(f"matched latency, side by side: SEARCH-Net width {width}, {searchnet_ms:.1f} ms against the UNet (ResNet-34)'s "
+          f"{unet_ms:.1f} ms ({searchnet_ms / unet_ms:.2f}x)")
     atomic_write_text(record, json.dumps({"genotype": str(args.genotype), "genotype_cells": genotype.to_dict(),
                                           "width": width, "unet_ms": unet_ms, "searchnet_ms": searchnet_ms,
+                                          "timing": "side by side, 7 interleaved rounds, median ratio",
                                           "image_size": image_size, "date": str(datetime.date.today()),
                                           "cpu": cpu_model()}, indent=2) + "\n", make_parent=True)
     return width
@@ -179,7 +180,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, help="SEARCH-Net at this width (default: the config's, which fits "
                         "model.flops_budget); `udarts train --dry-run --latency-budget MS` finds one that fits a latency")
     parser.add_argument("--match-latency", action="store_true", help="SEARCH-Net at the largest width whose CPU "
-                        "latency fits the ResNet-34 UNet's, timed here once (OUT/matched-width.json)")
+                        "latency fits the ResNet-34 UNet's, timed here once, side by side (OUT/matched-width.json)")
     parser.add_argument("--holdout", default="0006R0", help="training sequence held out as the selection split")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--models", default="searchnet,unet_resnet34", help=f"comma-separated, of {sorted(MODELS)}")

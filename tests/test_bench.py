@@ -196,11 +196,12 @@ def test_protocol_bench_matches_the_unet_latency_once_and_reuses_only_a_matching
     protocol = load("bench_protocol")
     timed = []
 
-    def fake_width_for_latency(genotype, budget_ms, image_size, num_classes, repeats):
-        timed.append((budget_ms, tuple(image_size), num_classes))
-        return 5, budget_ms / 2
+    def fake_width_matching_latency(genotype, reference, image_size, num_classes, rounds, repeats):
+        timed.append((round(sum(parameter.numel() for parameter in reference.parameters()) / 1e6, 1), tuple(image_size),
+                      num_classes))
+        return 5, 15.0, 30.0
 
-    monkeypatch.setattr(protocol, "width_for_latency", fake_width_for_latency)
+    monkeypatch.setattr(protocol, "width_matching_latency", fake_width_matching_latency)
     config = tmp_path / "train.yaml"
     config.write_text("data: {name: camvid, image_size: [32, 32]}\n")
     genotype = sample_genotype(0, 0, ("none", "conv_3x3", "identity"), num_nodes=2).save(tmp_path / "g.json")
@@ -208,8 +209,8 @@ def test_protocol_bench_matches_the_unet_latency_once_and_reuses_only_a_matching
     assert protocol.matched_width(args) == 5
     record_path = tmp_path / "out" / "matched-width.json"
     record = json.loads(record_path.read_text())
-    assert record["width"] == 5 and record["unet_ms"] > 0 and record["image_size"] == [32, 32]
-    assert timed == [(record["unet_ms"], (32, 32), 11)]
+    assert (record["width"], record["unet_ms"], record["searchnet_ms"], record["image_size"]) == (5, 30.0, 15.0, [32, 32])
+    assert timed == [(24.4, (32, 32), 11)]  # the reference timed beside each width: the ResNet-34 UNet (24.4 M parameters)
     assert protocol.matched_width(args) == 5 and len(timed) == 1  # reused, not timed again
     assert "matched width 5 from" in capsys.readouterr().out
     other = sample_genotype(0, 1, ("none", "conv_3x3", "identity"), num_nodes=2).save(tmp_path / "other.json")

@@ -1,6 +1,7 @@
 """Random genotypes (the baseline a search must beat), FLOPs budgets, and the alpha step sizing."""
 
 import json
+import types
 
 import pytest
 import torch
@@ -91,6 +92,29 @@ def test_latency_budget_picks_the_largest_width_that_fits_timing_each_width_once
     assert width_for_latency(genotype, 31.0, (32, 32), 3, max_width=7) == (7, 21.0)  # a FLOPs width caps it
     with pytest.raises(ValueError, match=r"no SEARCH-Net width fits 2.0 ms .*\(width 1 costs 3.0000 ms\)"):
         width_for_latency(genotype, 2.0, (32, 32), 3)
+
+
+def test_latency_match_times_each_width_beside_the_reference_and_ignores_the_machine_drifting(monkeypatch):
+    calls = []
+    reference_seconds = 0.0305
+
+    def fake_rounds(models, shape, rounds, warmup, repeats):  # 3 ms per channel of width against the reference
+        calls.append((torch.get_num_threads(), shape, models["searchnet"].width))
+        slowdowns = [1.0, 1.5, 3.0][: rounds]  # the machine drifts from round to round: both timings of a round alike
+        return {"searchnet": [slowdown * 0.003 * models["searchnet"].width for slowdown in slowdowns],
+                "reference": [slowdown * reference_seconds for slowdown in slowdowns]}
+
+    monkeypatch.setattr(random_genotypes, "build_searchnet",
+                        lambda genotype, in_channels, num_classes, width: types.SimpleNamespace(width=width))
+    monkeypatch.setattr(random_genotypes, "measure_latency_rounds", fake_rounds)
+    genotype = sample_genotype(0, 0, OPS)
+    width, searchnet_ms, reference_ms = random_genotypes.width_matching_latency(genotype, torch.nn.Identity(), (32, 32), 3)
+    assert (width, searchnet_ms, reference_ms) == (10, pytest.approx(45.0), pytest.approx(45.75))  # width 10's median rounds
+    assert {(threads, shape) for threads, shape, _ in calls} == {(1, (1, 3, 32, 32))}  # one thread, batch 1
+    assert len(calls) == len({timed_width for _, _, timed_width in calls})  # each width timed once
+    reference_seconds = 0.001  # faster than SEARCH-Net at width 1
+    with pytest.raises(ValueError, match=r"no SEARCH-Net width fits 1.0 x the reference's CPU latency at 32x32"):
+        random_genotypes.width_matching_latency(genotype, torch.nn.Identity(), (32, 32), 3)
 
 
 def test_searchnet_latency_is_timed_on_one_thread_and_restores_the_thread_count(monkeypatch):

@@ -51,22 +51,36 @@ def measure_latency(
     return sorted(times)[len(times) // 2]
 
 
-def measure_latencies(
+def measure_latency_rounds(
     models: dict[str, nn.Module], input_shape: tuple[int, ...], device: torch.device | str = "cpu", rounds: int = 7,
     warmup: int = 3, repeats: int = 10,
-) -> dict[str, float]:
-    """Median seconds of one forward pass of each model, measured side by side: ``rounds`` rounds,
-    each timing every model in turn (``measure_latency`` with ``repeats`` passes), then the median
-    over the rounds. Interleaving keeps a ratio fair when the machine's speed drifts or the
-    process moves between cores of unequal speed (measured on this project's 2-core machine: one
-    core ran SEARCH-Net 25% slower than the other), which timing one model after the other does not."""
+) -> dict[str, list[float]]:
+    """Seconds of one forward pass of each model in each of ``rounds`` rounds, every round timing
+    every model in turn (``measure_latency``: the median of ``repeats`` passes). Interleaving keeps a
+    comparison fair when the machine's speed drifts or the process moves between cores of unequal
+    speed (measured on this project's 2-core machine: one core ran SEARCH-Net 25% slower than the
+    other), which timing one model after the other does not."""
     for model in models.values():  # first calls build kernels and caches
         measure_latency(model, input_shape, device, warmup=warmup, repeats=1)
     per_round: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
             per_round[name].append(measure_latency(model, input_shape, device, warmup=1, repeats=repeats))
-    return {name: sorted(times)[len(times) // 2] for name, times in per_round.items()}
+    return per_round
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def measure_latencies(
+    models: dict[str, nn.Module], input_shape: tuple[int, ...], device: torch.device | str = "cpu", rounds: int = 7,
+    warmup: int = 3, repeats: int = 10,
+) -> dict[str, float]:
+    """Median seconds of one forward pass of each model, measured side by side: the median over
+    the rounds of ``measure_latency_rounds``."""
+    per_round = measure_latency_rounds(models, input_shape, device, rounds=rounds, warmup=warmup, repeats=repeats)
+    return {name: median(times) for name, times in per_round.items()}
 
 
 def cpu_model() -> str:

@@ -17,7 +17,10 @@ largest width whose forward pass on one ``H x W`` image costs at most the budget
 ``torch.utils.flop_counter`` on the meta device: no memory, no compute). ``width_for_latency`` does
 the same for CPU latency at batch 1 on one thread, timed on this machine (the budget a deployment
 on a CPU cares about: SEARCH-Net's many small depthwise and Squeeze-Excitation ops cost more time
-per FLOP than a ResNet's dense convolutions).
+per FLOP than a ResNet's dense convolutions). ``width_matching_latency`` fits the latency of a
+reference network instead (the UNet a SEARCH-Net is compared with), timing each width side by side
+with it (``udarts.complexity.measure_latency_rounds``), so the match holds on a machine whose speed drifts
+or whose cores differ, where an absolute budget in milliseconds does not.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from udarts.complexity import count_flops, measure_latency
+from udarts.complexity import count_flops, measure_latency, measure_latency_rounds, median
 from udarts.data.pairs import single_threaded_torch
 from udarts.genotype import CellGenotype, Genotype
 from udarts.models import build_searchnet
@@ -138,6 +141,33 @@ def width_for_latency(genotype: Genotype, budget_ms: float, image_size: Sequence
         return measured[width]
 
     return largest_fitting_width(cost, budget_ms, f"ms of CPU latency at {image_size[0]}x{image_size[1]}", max_width)
+
+
+def width_matching_latency(genotype: Genotype, reference: torch.nn.Module, image_size: Sequence[int], num_classes: int,
+                           rounds: int = 7, repeats: int = 4, max_width: int = MAX_WIDTH) -> tuple[int, float, float]:
+    """``(width, searchnet_ms, reference_ms)``: the largest SEARCH-Net width (at most ``max_width``)
+    whose CPU latency at batch 1 on one thread is at most ``reference``'s, each width timed side by
+    side with the reference (``measure_latency_rounds``: ``rounds`` interleaved rounds of ``repeats``
+    passes each) and judged by the median over the rounds of the ratio within a round, so a drift
+    of the machine's speed, a move to a slower core or a burst of other work changes both timings of
+    a round alike. The milliseconds are the chosen width's median rounds. Assumes, as
+    ``width_for_latency`` does, that latency grows with the width.
+
+    Raises ``ValueError`` when even width 1 is slower than the reference."""
+    shape = (1, 3, int(image_size[0]), int(image_size[1]))
+    measured: dict[int, dict[str, list[float]]] = {}  # width -> seconds per round of "searchnet" and "reference"
+
+    def ratio(width: int) -> float:
+        if width not in measured:
+            searchnet = build_searchnet(genotype, 3, num_classes, width)
+            with single_threaded_torch():
+                measured[width] = measure_latency_rounds({"searchnet": searchnet, "reference": reference}, shape,
+                                                         rounds=rounds, warmup=2, repeats=repeats)
+        seconds = measured[width]
+        return median([mine / theirs for mine, theirs in zip(seconds["searchnet"], seconds["reference"])])
+
+    width, _ = largest_fitting_width(ratio, 1.0, f"x the reference's CPU latency at {image_size[0]}x{image_size[1]}", max_width)
+    return width, 1000.0 * median(measured[width]["searchnet"]), 1000.0 * median(measured[width]["reference"])
 
 
 def sample_genotypes(
