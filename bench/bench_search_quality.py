@@ -18,8 +18,8 @@ from that mean in random standard deviations and its percentile among them, and,
 ``--long-epochs``, whether the cheap recipe ranks like a longer one (Kendall tau between the two
 over ``--long-candidates`` genotypes trained again with ``train.epochs = --long-epochs``).
 ``--train-seeds 0,1,2`` retrains every candidate with each seed and scores it by the mean, and
-reports how far one genotype moves between seeds against how far the random genotypes spread (at
-one seed the spread of this recipe is mostly training noise). Finished runs are reused and interrupted ones resumed, so the command can be re-run until it
+splits the random genotypes' spread into retraining noise and the genotypes' own spread
+(``noise_decomposition``; at one seed the spread of this recipe is mostly training noise). Finished runs are reused and interrupted ones resumed, so the command can be re-run until it
 completes; ``--jobs 2`` runs two commands at a time (one torch thread each).
 
     python bench/bench_search_quality.py --root ../shared/data/camvid --out runs/bench-quality \\
@@ -218,6 +218,30 @@ def percentile(value: float, population: list[float]) -> float:
     return 100 * below / len(population)
 
 
+def noise_decomposition(per_seed: list[list[float]]) -> tuple[float, float]:
+    """``(within, between)``: of genotypes each retrained with the same n seeds, the standard
+    deviation of one retraining around its genotype's mean (pooled: the root of the mean
+    per-genotype variance) and the estimated spread of the genotypes' true means (one-way
+    random-effects ANOVA: the variance of the seed means less the within variance over n, 0 when
+    noise alone explains the spread)."""
+    seeds = len(per_seed[0])
+    if seeds < 2 or len(per_seed) < 2 or any(len(values) != seeds for values in per_seed):
+        raise ValueError(f"need at least 2 genotypes with the same number (>= 2) of seeds, got {[len(v) for v in per_seed]}")
+    within_variance = statistics.fmean(statistics.variance(values) for values in per_seed)
+    means_variance = statistics.variance(statistics.fmean(values) for values in per_seed)
+    return math.sqrt(within_variance), math.sqrt(max(0.0, means_variance - within_variance / seeds))
+
+
+def difference_with_error(searched: list[float], randoms: list[float]) -> tuple[float, float]:
+    """``(difference, standard error)`` of the searched genotypes' mean over the random ones' mean
+    (Welch's; with one searched genotype its variance is taken as the random ones')."""
+    random_stat = Statistic.of(randoms)
+    searched_stat = Statistic.of(searched)
+    searched_variance = (searched_stat.std if searched_stat.std is not None else random_stat.std or 0.0) ** 2
+    error = math.sqrt((random_stat.std or 0.0) ** 2 / len(randoms) + searched_variance / len(searched))
+    return searched_stat.mean - random_stat.mean, error
+
+
 def markdown(args: argparse.Namespace, outcomes: list[Outcome], started: float) -> str:
     randoms = [outcome for outcome in outcomes if outcome.kind == "random"]
     searched = [outcome for outcome in outcomes if outcome.kind == "searched"]
@@ -236,16 +260,16 @@ def markdown(args: argparse.Namespace, outcomes: list[Outcome], started: float) 
         f"Date: {datetime.date.today().isoformat()}; this invocation took {(time.perf_counter() - started) / 60:.1f} min "
         "(finished runs are reused).",
         "",
-        "| candidate | width | params | GFLOPs | held-out mIoU (best) | held-out (final) | val mIoU | vs random (std) | percentile | search min | train min | kept ops |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| candidate | width | params | GFLOPs | held-out mIoU (best) | per retraining seed | held-out (final) | val mIoU | vs random (std) | percentile | search min | train min | kept ops |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for outcome in outcomes:
         score = 100 * outcome.holdout_miou
-        distance = (score - random_stat.mean) / random_stat.std if random_stat.std else math.nan
-        rank = percentile(score, [100 * other.holdout_miou for other in randoms]) if randoms else math.nan
+        distance = f"{(score - random_stat.mean) / random_stat.std:+.2f}" if random_stat.std else ""  # needs 2 random genotypes
+        rank = f"{percentile(score, [100 * other.holdout_miou for other in randoms]):.0f}" if randoms else ""
         lines.append(
             f"| {outcome.label} | {outcome.width or ''} | {outcome.parameters / 1e6:.2f} M | {outcome.gflops:.3f} | {score:.2f} | "
-            f"{100 * outcome.final_holdout_miou:.2f} | {100 * outcome.val_miou:.2f} | {distance:+.2f} | {rank:.0f} | "
+            f"{' / '.join(f'{100 * value:.2f}' for value in outcome.holdout_per_seed)} | {100 * outcome.final_holdout_miou:.2f} | {100 * outcome.val_miou:.2f} | {distance} | {rank} | "
             f"{'' if outcome.search_minutes is None else f'{outcome.search_minutes:.1f}'} | {outcome.train_minutes:.1f} | {outcome.kept_ops} |"
         )
     lines += ["", "| group | count | held-out mIoU, mean +- std | val mIoU, mean +- std | GFLOPs, mean |", "|---|---:|---:|---:|---:|"]
@@ -263,18 +287,26 @@ def markdown(args: argparse.Namespace, outcomes: list[Outcome], started: float) 
     if searched and random_stat.std:
         lines += ["", f"Against random {random_stat.mean:.2f} +- {random_stat.std:.2f} held-out "
                       f"(val: {random_val.mean:.2f} +- {random_val.std or 0:.2f}), by setting (the issue's bar: +2 random standard deviations):"]
+        random_scores = [100 * outcome.holdout_miou for outcome in randoms]
         for setting, rows in by_setting.items():
-            searched_mean = Statistic.of([100 * outcome.holdout_miou for outcome in rows]).mean
+            searched_scores = [100 * outcome.holdout_miou for outcome in rows]
+            searched_mean = statistics.fmean(searched_scores)
             margin = (searched_mean - random_stat.mean) / random_stat.std
             verdict = "beats" if margin >= 2 else "does not beat"
+            difference, error = difference_with_error(searched_scores, random_scores)
             lines.append(f"- {setting}: searched mean {searched_mean:.2f} over {len(rows)} search seed(s), {margin:+.2f} random "
-                         f"standard deviations; {verdict} random sampling by the bar.")
+                         f"standard deviations; {verdict} random sampling by the bar (difference {difference:+.2f} +- "
+                         f"{error:.2f} standard error).")
+    seeded = [row for row in outcomes if row.kind != "baseline"]
     if len(args.train_seeds) > 1 and len(randoms) > 1:
-        within = statistics.fmean(statistics.stdev(100 * value for value in row.holdout_per_seed) for row in outcomes
-                                  if row.kind != "baseline")
-        lines += ["", f"Retraining noise: a genotype's held-out mIoU moves by {within:.2f} between its {len(args.train_seeds)} "
-                      f"seeds (mean std), so noise alone spreads seed means by about {within / math.sqrt(len(args.train_seeds)):.2f}; "
-                      f"the random genotypes' seed means spread by {random_stat.std:.2f}."]
+        within, between = noise_decomposition([[100 * value for value in row.holdout_per_seed] for row in randoms])
+        within_all, _ = noise_decomposition([[100 * value for value in row.holdout_per_seed] for row in seeded])
+        seeds = len(args.train_seeds)
+        lines += ["", f"Retraining noise: one retraining lies {within:.2f} from its genotype's mean (pooled std over the "
+                      f"random genotypes; {within_all:.2f} over every genotype), so noise alone spreads {seeds}-seed means "
+                      f"by about {within / math.sqrt(seeds):.2f}; the random genotypes' seed means spread by "
+                      f"{random_stat.std:.2f}, which leaves an estimated {between:.2f} to the genotypes themselves "
+                      "(random-effects ANOVA; 0 = noise explains it all)."]
     ranked = [outcome for outcome in outcomes if outcome.long_holdout_miou is not None]
     if len(ranked) >= 2:
         tau = kendall_tau([row.holdout_miou for row in ranked], [row.long_holdout_miou for row in ranked])
@@ -294,16 +326,23 @@ def plot(outcomes: list[Outcome], path: Path) -> Path:
 
     figure, axes = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     randoms = [outcome for outcome in outcomes if outcome.kind == "random"]
+    def spread(rows: list[Outcome]) -> list[float] | None:  # seed std of each row, when retrained with several seeds
+        if not rows or len(rows[0].holdout_per_seed) < 2:
+            return None
+        return [statistics.stdev(100 * value for value in row.holdout_per_seed) for row in rows]
+
     if randoms:
-        axes.scatter([row.gflops for row in randoms], [100 * row.holdout_miou for row in randoms], color="0.6", marker="o",
-                     label="random genotypes", zorder=3)
+        axes.errorbar([row.gflops for row in randoms], [100 * row.holdout_miou for row in randoms], yerr=spread(randoms),
+                      color="0.6", marker="o", linestyle="none", capsize=2, label="random genotypes", zorder=3)
     searched = [outcome for outcome in outcomes if outcome.kind == "searched"]
     for index, setting in enumerate(dict.fromkeys(row.setting for row in searched)):  # one colour per searched setting
         rows = [row for row in searched if row.setting == setting]
-        axes.scatter([row.gflops for row in rows], [100 * row.holdout_miou for row in rows], marker="*", s=120,
-                     color=SETTING_COLOURS[index % len(SETTING_COLOURS)], label=f"searched {setting}", zorder=4)
+        axes.errorbar([row.gflops for row in rows], [100 * row.holdout_miou for row in rows], yerr=spread(rows), marker="*",
+                      markersize=11, linestyle="none", capsize=2, color=SETTING_COLOURS[index % len(SETTING_COLOURS)],
+                      label=f"searched {setting}", zorder=4)
     for index, row in enumerate(outcome for outcome in outcomes if outcome.kind == "baseline"):
-        axes.scatter([row.gflops], [100 * row.holdout_miou], marker="s", color=("black", "tab:brown")[index % 2], label=row.label, zorder=3)
+        axes.errorbar([row.gflops], [100 * row.holdout_miou], yerr=spread([row]), marker="s", linestyle="none", capsize=2,
+                      color=("black", "tab:brown")[index % 2], label=row.label, zorder=3)
     if len(randoms) > 1:
         stat = Statistic.of([100 * row.holdout_miou for row in randoms])
         axes.axhspan(stat.mean - 2 * stat.std, stat.mean + 2 * stat.std, color="0.85", zorder=1, label="random mean +- 2 std")
@@ -312,7 +351,7 @@ def plot(outcomes: list[Outcome], path: Path) -> Path:
     axes.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes.set_xlabel("GFLOPs per 96x128 image")
-    axes.set_ylabel("held-out mIoU (%), sequence 0006R0")
+    axes.set_ylabel("held-out mIoU (%), sequence 0006R0" + (" (bars: seed std)" if spread(outcomes) else ""))
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()

@@ -4,6 +4,8 @@ figures, and the settings syntax of the accuracy benchmark."""
 import argparse
 import importlib.util
 import json
+import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -152,6 +154,24 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
     quality.main()
     assert [row["long_holdout_miou"] is not None for row in json.loads(table.read_text())] == [True, False, False, False, False]
     assert quality.kendall_tau([1, 2, 3], [1, 2, 3]) == 1 and quality.kendall_tau([1, 2, 3], [3, 2, 1]) == -1
+
+
+def test_quality_bench_splits_the_random_spread_into_retraining_noise_and_genotypes():
+    quality = load("bench_search_quality")
+    same_genotype = [[30.0, 32.0, 34.0], [30.0, 32.0, 34.0]]  # identical genotypes: all of the spread is noise
+    assert quality.noise_decomposition(same_genotype) == (pytest.approx(2.0), 0.0)
+    apart = [[20.0, 20.0, 20.0], [30.0, 30.0, 30.0]]  # no noise: all of it is the genotypes'
+    assert quality.noise_decomposition(apart) == (0.0, pytest.approx(statistics.stdev([20.0, 30.0])))
+    mixed = [[19.0, 21.0], [29.0, 31.0], [24.0, 26.0]]  # variance of means 25, within variance 2 over 2 seeds
+    within, between = quality.noise_decomposition(mixed)
+    assert within == pytest.approx(math.sqrt(2.0)) and between == pytest.approx(math.sqrt(25.0 - 1.0))
+    with pytest.raises(ValueError, match="same number"):
+        quality.noise_decomposition([[1.0, 2.0], [1.0]])
+    difference, error = quality.difference_with_error([32.0, 28.0], [26.0, 27.0, 25.0, 26.0])
+    assert difference == pytest.approx(4.0)
+    assert error == pytest.approx(math.sqrt(statistics.variance([26.0, 27.0, 25.0, 26.0]) / 4 + 8.0 / 2))
+    _, alone = quality.difference_with_error([32.0], [26.0, 27.0, 25.0, 26.0])  # one searched genotype: the random variance
+    assert alone == pytest.approx(math.sqrt(statistics.variance([26.0, 27.0, 25.0, 26.0]) * (1 / 4 + 1)))
 
 
 def test_protocol_bench_trains_scores_and_reuses(tmp_path, shared_data, monkeypatch, capsys):
