@@ -122,8 +122,10 @@ def train_and_score(candidate: Candidate, args: argparse.Namespace, long: bool =
 
 
 SETTING_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:cyan", "tab:pink", "tab:olive")
-# setting keys applied by `udarts derive` (selection=perturbation: DARTS-PT, on the search's alpha half)
-DERIVE_KEYS = {"max_identity": "--max-identity", "top_k": "--top-k", "selection": "--selection", "selection_batches": "--batches"}
+# setting keys applied by `udarts derive` (selection=perturbation: DARTS-PT, on the search's alpha half;
+# selection=one_shot: the best of `candidates` random genotypes scored with the supernet's weights)
+DERIVE_KEYS = {"max_identity": "--max-identity", "top_k": "--top-k", "selection": "--selection", "selection_batches": "--batches",
+               "candidates": "--candidates"}
 
 
 def split_setting(setting: Setting) -> tuple[Setting, list[str]]:

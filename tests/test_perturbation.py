@@ -156,6 +156,6 @@ def test_derive_with_perturbation_selection_from_the_command_line(tmp_path, caps
     capsys.readouterr()
     for args, message in (([str(gdas_dir), "--selection", "perturbation"], "the search ran in mode 'gdas'"),
                           ([str(search_dir), "--selection", "perturbation", "--batches", "0"], "--batches: expected an integer >= 1, got 0"),
-                          ([str(search_dir), "--batches", "2"], "apply to --selection perturbation only")):
+                          ([str(search_dir), "--batches", "2"], "apply to --selection perturbation and one_shot only")):
         assert main(["derive", *args]) == 2
         assert message in capsys.readouterr().err

@@ -124,7 +124,7 @@ def command_derive(args: argparse.Namespace) -> None:
     if args.max_identity is not None:
         max_identity = None if args.max_identity.lower() in ("none", "off") else _count(args.max_identity, "--max-identity")
     derive_genotype(args.checkpoint, args.top_k, max_identity, args.out, selection=args.selection, batches=args.batches,
-                    root=args.root, device=args.device, progress=not args.no_progress)
+                    candidates=args.candidates, root=args.root, device=args.device, progress=not args.no_progress)
 
 
 def _count(text: str, flag: str) -> int:
@@ -246,14 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     derive = commands.add_parser("derive", help="derive a genotype from a search checkpoint or run folder")
     derive.add_argument("checkpoint", help="search run folder or checkpoint (.pt)")
     derive.add_argument("--out", help="genotype path (default: beside the checkpoint, genotype.json with the search's "
-                        "own --top-k and --max-identity, else genotype-top<K>[-maxid<N>][-pt<B>].json)")
+                        "own --top-k and --max-identity, else genotype-top<K>[-maxid<N>][-pt<B>|-os<N>].json)")
     derive.add_argument("--top-k", type=int, help="kept incoming edges per node (default: the search's)")
-    derive.add_argument("--selection", choices=("alpha", "perturbation"), default="alpha",
+    derive.add_argument("--selection", choices=("alpha", "perturbation", "one_shot"), default="alpha",
                         help="alpha: DARTS's strongest softmax weights (default); perturbation: DARTS-PT, the ops and "
-                             "edges whose removal raises the search loss most on the alpha half (mixture modes)")
-    derive.add_argument("--batches", type=int, help="perturbation: alpha-half batches scored per trial (default 4)")
-    derive.add_argument("--root", help="perturbation: dataset root (default: the search's recorded data.root)")
-    derive.add_argument("--device", help="perturbation: where the supernet runs (default cpu; auto, cuda, ...)")
+                             "edges whose removal raises the search loss most on the alpha half (mixture modes); "
+                             "one_shot: the best of --candidates random genotypes, each scored as a sub-network of the "
+                             "supernet on the alpha half (random search with weight sharing)")
+    derive.add_argument("--batches", type=int, help="perturbation, one_shot: alpha-half batches scored (default 4 and 8; "
+                        "one_shot re-estimates batch-norm statistics on as many weight-half batches)")
+    derive.add_argument("--candidates", type=int, help="one_shot: random genotypes scored (default 100)")
+    derive.add_argument("--root", help="perturbation, one_shot: dataset root (default: the search's recorded data.root)")
+    derive.add_argument("--device", help="perturbation, one_shot: where the supernet runs (default cpu; auto, cuda, ...)")
     derive.add_argument("--no-progress", action="store_true", help="no progress bar")
     derive.add_argument("--max-identity", metavar="N",
                         help="at most N identity edges per cell, 'none' = no cap (default: the search's search.max_identity)")
