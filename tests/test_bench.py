@@ -154,6 +154,17 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
     quality.main()
     assert [row["long_holdout_miou"] is not None for row in json.loads(table.read_text())] == [True, False, False, False, False]
     assert quality.kendall_tau([1, 2, 3], [1, 2, 3]) == 1 and quality.kendall_tau([1, 2, 3], [3, 2, 1]) == -1
+    # the supernet's one-shot ranking of every retrained genotype (the baseline has none), against the retrained one
+    ranking = tmp_path / "ranking.json"
+    monkeypatch.setattr(sys, "argv", ["bench_one_shot_ranking.py", str(out / "search-pc_darts-seed0"), "--runs", str(out),
+                                      "--root", str(camvid), "--seeds", "0,1", "--batches", "1", "--json", str(ranking)])
+    capsys.readouterr()
+    load("bench_one_shot_ranking").main()
+    numbers = json.loads(ranking.read_text())
+    slugs = {"search-pc_darts-seed-0", f"search-{capped_pt.replace(':', '-').replace('=', '')}-seed-0", "random-0", "random-1"}
+    assert set(numbers["retrained"]) == slugs and set(numbers["one_shot"][str(out / "search-pc_darts-seed0")]) == slugs
+    assert all(len(entry["per_seed"]) == 2 for entry in numbers["retrained"].values())
+    assert "search-pc_darts-seed0: Kendall tau with the retrained ranking" in capsys.readouterr().out
 
 
 def test_quality_bench_splits_the_random_spread_into_retraining_noise_and_genotypes():
