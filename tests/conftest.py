@@ -13,3 +13,19 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real datasets not found at {path} (set UDARTS_SHARED_DATA to run these tests)")
     return path
+
+
+TINY_SEARCH = ["--no-progress", "--image-size", "16x16", "--batch-size", "4", "--width", "4",
+               "--set", "data.num_samples=24", "--set", "model.num_nodes=2"]
+
+
+@pytest.fixture
+def tiny_pc_darts_search(tmp_path, capsys) -> Path:
+    """The run folder of a one-epoch PC-DARTS search on synthetic 16x16 images (2 nodes per cell)."""
+    from udarts.cli import main
+
+    search_dir = tmp_path / "search"
+    assert main(["search", *TINY_SEARCH, "--epochs", "1", "--set", "search.mode=pc_darts",
+                 "--set", "search.partial_channel_k=2", "--out", str(search_dir)]) == 0
+    capsys.readouterr()
+    return search_dir

@@ -114,13 +114,8 @@ def test_one_shot_scores_restore_the_supernet_and_tell_sub_networks_apart():
         one_shot_scores(model, [wrong], batches, batches, loss_fn, num_classes=3)
 
 
-def test_derive_with_one_shot_selection_from_the_command_line(tmp_path, capsys):
-    tiny = ["--no-progress", "--image-size", "16x16", "--batch-size", "4", "--width", "4",
-            "--set", "data.num_samples=24", "--set", "model.num_nodes=2"]
-    search_dir = tmp_path / "search"
-    assert main(["search", *tiny, "--epochs", "1", "--set", "search.mode=pc_darts", "--set", "search.partial_channel_k=2",
-                 "--out", str(search_dir)]) == 0
-    capsys.readouterr()
+def test_derive_with_one_shot_selection_from_the_command_line(tmp_path, capsys, tiny_pc_darts_search):
+    search_dir = tiny_pc_darts_search
     assert main(["derive", str(search_dir), "--selection", "one_shot", "--candidates", "3", "--batches", "1",
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
