@@ -12,6 +12,7 @@ from udarts.cli import main
 from udarts.genotype import Genotype
 from udarts.losses import build_loss
 from udarts.ops import OpSettings
+from udarts.viz.figures import is_png
 from udarts.random_genotypes import sample_genotype
 from udarts.search.one_shot import genotype_masks, laid_onto, one_shot_scores, recalibrate_batchnorm
 from udarts.search.supernet import SuperNet
@@ -124,6 +125,7 @@ def test_derive_with_one_shot_selection_from_the_command_line(tmp_path, capsys, 
     record = json.loads((search_dir / "one-shot-scores-os3.json").read_text())
     scores = [candidate["miou"] for candidate in record["candidates"]]
     assert len(scores) == 3 and record["chosen"] == scores.index(max(scores))
+    assert is_png(search_dir / "one-shot-scores-os3.png")
     chosen = Genotype.from_dict(record["candidates"][record["chosen"]]["genotype"])
     assert genotype.cells == chosen.cells and genotype.search["selection"] == "one_shot"
     assert genotype.search["one_shot_index"] == record["candidates"][record["chosen"]]["index"]

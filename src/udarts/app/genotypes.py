@@ -31,9 +31,9 @@ def derive_genotype(checkpoint: str | Path, top_k: int | None = None, max_identi
     ``udarts.search.one_shot``: ``candidates`` (default 100) random genotypes of the space, each
     scored as a sub-network of the supernet by its mIoU on the first ``batches`` (default 8)
     batches of the alpha half after re-estimating batch-norm statistics on as many batches of the
-    weight half; the best one is kept and every score written to ``one-shot-scores-<N>.json`` beside
-    it; ``max_identity`` does not apply). The data is read from ``root`` or the recorded
-    ``data.root``; the supernet runs on ``device``.
+    weight half; the best one is kept, and every score is written to ``one-shot-scores-os<N>.json``
+    in the search's run folder, with a histogram ``.png``; ``max_identity`` does not apply). The
+    data is read from ``root`` or the recorded ``data.root``; the supernet runs on ``device``.
 
     Without ``out`` it goes beside the checkpoint: ``genotype.json`` with the search's own
     settings, ``genotype-top<K>[-maxid<N>][-pt<B>|-os<N>].json`` otherwise."""
@@ -175,6 +175,7 @@ def one_shot_selection(state: dict, config: Config, top_k: int, candidates: int,
     from udarts.io import atomic_write_text
     from udarts.random_genotypes import sample_genotypes
     from udarts.search.one_shot import one_shot_scores
+    from udarts.viz.one_shot import plot_one_shot_scores
 
     model, loss_fn, info, (evaluation, recalibration) = supernet_and_search_batches(state, config, batches, root, device,
                                                                                "one-shot", weight_half_too=True)
@@ -195,6 +196,7 @@ def one_shot_selection(state: dict, config: Config, top_k: int, candidates: int,
         "candidates": [{"index": genotype.search["index"], "miou": score.miou, "loss": score.loss,
                         "genotype": genotype.to_dict()} for genotype, score in zip(drawn, drawn_scores)],
     }, indent=1) + "\n", make_parent=True)
+    plot_one_shot_scores([score.miou for score in drawn_scores], best, alpha_score.miou, scores_path.with_suffix(".png"))
     return dataclasses.replace(drawn[best], search={
         "one_shot_candidates": len(drawn), "one_shot_sample_seed": config.seed, "one_shot_index": drawn[best].search["index"],
         "one_shot_miou": drawn_scores[best].miou, "selection_batches": len(evaluation)})
