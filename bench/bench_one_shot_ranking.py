@@ -86,7 +86,7 @@ def markdown(args: argparse.Namespace, retrained: dict[str, dict], scored: dict[
         f"Command: `python bench/bench_one_shot_ranking.py {' '.join(sys.argv[1:])}`  ",
         f"One-shot: {args.batches} weight-half batches re-estimate batch norm, {args.batches} alpha-half batches score "
         f"(mIoU, loss). Retrained: held-out mIoU of best.pt, mean over seeds {','.join(map(str, args.seeds))} "
-        f"(`configs/camvid-quality-cpu.yaml`).  ",
+        f"(the runs in `{args.runs}`).  ",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, one torch thread; torch {torch.__version__}. "
         f"Date: {datetime.date.today().isoformat()}; {(time.perf_counter() - started) / 60:.1f} min.",
         "",
@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     args.seeds = [int(seed) for seed in args.seeds.split(",") if seed]
+    if args.batches < 1:
+        parser.error(f"--batches: expected an integer >= 1, got {args.batches}")
     torch.set_num_threads(1)
     started = time.perf_counter()
     retrained = retrained_genotypes(args.runs, args.seeds)

@@ -226,7 +226,7 @@ def noise_decomposition(per_seed: list[list[float]]) -> tuple[float, float]:
     per-genotype variance) and the estimated spread of the genotypes' true means (one-way
     random-effects ANOVA: the variance of the seed means less the within variance over n, 0 when
     noise alone explains the spread)."""
-    seeds = len(per_seed[0])
+    seeds = len(per_seed[0]) if per_seed else 0
     if seeds < 2 or len(per_seed) < 2 or any(len(values) != seeds for values in per_seed):
         raise ValueError(f"need at least 2 genotypes with the same number (>= 2) of seeds, got {[len(v) for v in per_seed]}")
     within_variance = statistics.fmean(statistics.variance(values) for values in per_seed)

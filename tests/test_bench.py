@@ -176,8 +176,9 @@ def test_quality_bench_splits_the_random_spread_into_retraining_noise_and_genoty
     mixed = [[19.0, 21.0], [29.0, 31.0], [24.0, 26.0]]  # variance of means 25, within variance 2 over 2 seeds
     within, between = quality.noise_decomposition(mixed)
     assert within == pytest.approx(math.sqrt(2.0)) and between == pytest.approx(math.sqrt(25.0 - 1.0))
-    with pytest.raises(ValueError, match="same number"):
-        quality.noise_decomposition([[1.0, 2.0], [1.0]])
+    for too_few in ([[1.0, 2.0], [1.0]], [], [[1.0, 2.0]]):
+        with pytest.raises(ValueError, match="same number"):
+            quality.noise_decomposition(too_few)
     difference, error = quality.difference_with_error([32.0, 28.0], [26.0, 27.0, 25.0, 26.0])
     assert difference == pytest.approx(4.0)
     assert error == pytest.approx(math.sqrt(statistics.variance([26.0, 27.0, 25.0, 26.0]) / 4 + 8.0 / 2))

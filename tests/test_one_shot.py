@@ -70,6 +70,12 @@ def test_a_laid_genotype_computes_only_its_own_ops_and_the_masks_are_restored(mo
                    for edge_index, kept_edge in enumerate(cell.edge_mask.tolist()) if not kept_edge}
         assert removed and removed.isdisjoint({(cell_index, edge_index) for cell_index, edge_index, _ in kept})
         assert sum(len(cell.edges) for cell in model.cells) == len(removed) + len(kept)
+        for cell_index, cell in enumerate(model.cells):  # a kept edge weighs its op by 1, the others by 0
+            weights = cell.op_weights()  # (num_edges, num_ops)
+            for edge_index in range(len(cell.edges)):
+                ops = [op_index for c, e, op_index in kept if (c, e) == (cell_index, edge_index)]
+                if ops:
+                    assert weights[edge_index].tolist() == [float(index == ops[0]) for index in range(len(OPS))]
         reference = model(images)
         for cell_index, cell in enumerate(model.cells):  # every op the genotype does not keep: new weights
             for edge_index, mixed in enumerate(cell.ops):
@@ -108,8 +114,28 @@ def test_one_shot_scores_restore_the_supernet_and_tell_sub_networks_apart():
     assert len({round(score.loss, 6) for score in scores}) == 3  # three sub-networks, three different losses
     assert all(torch.equal(buffer, buffers[name]) for name, buffer in model.named_buffers())  # BN statistics, masks
     assert scores == one_shot_scores(model, genotypes, batches[:1], batches[1:], loss_fn, num_classes=3)  # deterministic
-    with pytest.raises(ValueError, match="no evaluation batches"):
+    with pytest.raises(ValueError, match="need recalibration and evaluation batches, got 2 and 0"):
         one_shot_scores(model, genotypes, batches, [], loss_fn, num_classes=3)
+    with pytest.raises(ValueError, match="need recalibration and evaluation batches, got 0 and 2"):
+        one_shot_scores(model, genotypes, [], batches, loss_fn, num_classes=3)
+    calls = []
+
+    def failing_loss(logits, masks):  # fails on the second genotype, after its masks and BN statistics changed
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return loss_fn(logits, masks)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        one_shot_scores(model, genotypes, batches[:1], batches[1:], failing_loss, num_classes=3)
+    assert all(torch.equal(buffer, buffers[name]) for name, buffer in model.named_buffers())  # restored on error too
+    pruned = model.cells[5].op_mask.clone()  # progressive pruning took every op but 'none' and identity from C6
+    pruned[:, 1:3] = False
+    model.cells[5].set_op_mask(pruned)
+    uses_a_pruned_op = next(genotype for genotype in genotypes if {"conv_3x3", "conv_5x5"} & set(genotype.cells[5].ops()))
+    with pytest.raises(ValueError, match="cell C6: op 'conv_.x.' on edge .* was pruned from the supernet"):
+        one_shot_scores(model, [uses_a_pruned_op], batches, batches, loss_fn, num_classes=3)
+    assert torch.equal(model.cells[5].op_mask, pruned) and all(bool(cell.op_mask.all()) for cell in model.cells[:5])
     wrong = sample_genotype(0, 0, OPS, num_nodes=3)
     with pytest.raises(ValueError, match="3 nodes per cell, the supernet 2"):
         one_shot_scores(model, [wrong], batches, batches, loss_fn, num_classes=3)
@@ -120,12 +146,14 @@ def test_derive_with_one_shot_selection_from_the_command_line(tmp_path, capsys, 
     assert main(["derive", str(search_dir), "--selection", "one_shot", "--candidates", "3", "--batches", "1",
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert f"genotype: {search_dir / 'genotype-top2-os3.json'}" in out and "one-shot: best of 3 random genotypes" in out
-    genotype = Genotype.load(search_dir / "genotype-top2-os3.json")
-    record = json.loads((search_dir / "one-shot-scores-os3.json").read_text())
+    assert f"genotype: {search_dir / 'genotype-top2-os3-b1.json'}" in out and "one-shot: best of 3 random genotypes" in out
+    genotype = Genotype.load(search_dir / "genotype-top2-os3-b1.json")
+    record = json.loads((search_dir / "one-shot-scores-top2-os3-b1.json").read_text())
     scores = [candidate["miou"] for candidate in record["candidates"]]
     assert len(scores) == 3 and record["chosen"] == scores.index(max(scores))
-    assert is_png(search_dir / "one-shot-scores-os3.png")
+    assert record["alpha_genotype"]["rank"] == 1 + sum(score > record["alpha_genotype"]["miou"] for score in scores)
+    assert (record["evaluation_batches"], record["recalibration_batches"]) == (1, 1)
+    assert is_png(search_dir / "one-shot-scores-top2-os3-b1.png")
     chosen = Genotype.from_dict(record["candidates"][record["chosen"]]["genotype"])
     assert genotype.cells == chosen.cells and genotype.search["selection"] == "one_shot"
     assert genotype.search["one_shot_index"] == record["candidates"][record["chosen"]]["index"]
@@ -138,3 +166,11 @@ def test_derive_with_one_shot_selection_from_the_command_line(tmp_path, capsys, 
                           (["--selection", "one_shot", "--max-identity", "1"], "--max-identity does not apply to --selection one_shot")):
         assert main(["derive", str(search_dir), *args]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_one_shot_scores_of_a_sampled_supernet_leave_its_sampler_where_it_was():
+    model = supernet("gdas")
+    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 3, (4, 32, 32)))]
+    state = model.sampler.generator.get_state()
+    scores = one_shot_scores(model, [sample_genotype(0, 0, OPS, num_nodes=2)], batches, batches, build_loss("ce", None), 3)
+    assert len(scores) == 1 and torch.equal(model.sampler.generator.get_state(), state)

@@ -31,12 +31,12 @@ def derive_genotype(checkpoint: str | Path, top_k: int | None = None, max_identi
     ``udarts.search.one_shot``: ``candidates`` (default 100) random genotypes of the space, each
     scored as a sub-network of the supernet by its mIoU on the first ``batches`` (default 8)
     batches of the alpha half after re-estimating batch-norm statistics on as many batches of the
-    weight half; the best one is kept, and every score is written to ``one-shot-scores-os<N>.json``
-    in the search's run folder, with a histogram ``.png``; ``max_identity`` does not apply). The
+    weight half; the best one is kept, and every score is written to
+    ``one-shot-scores-top<K>-os<N>-b<B>.json`` in the search's run folder, with a histogram ``.png``; ``max_identity`` does not apply). The
     data is read from ``root`` or the recorded ``data.root``; the supernet runs on ``device``.
 
     Without ``out`` it goes beside the checkpoint: ``genotype.json`` with the search's own
-    settings, ``genotype-top<K>[-maxid<N>][-pt<B>|-os<N>].json`` otherwise."""
+    settings, ``genotype-top<K>[-maxid<N>][-pt<B>|-os<N>-b<B>].json`` otherwise."""
     from udarts.engine.runs import load_checkpoint
     from udarts.genotype import architecture_from_state, derive, derive_from_weights
     from udarts.search.diagnostics import diagnose, genotype_warnings, print_warnings, softmax_weights
@@ -76,13 +76,16 @@ def derive_genotype(checkpoint: str | Path, top_k: int | None = None, max_identi
         genotype = derive_from_weights(weights, op_names, config.model.num_nodes, top_k, search_op_settings(config), meta,
                                        op_masks=architecture["op_masks"], max_identity=max_identity)
     else:
+        if architecture["op_masks"] is not None and not all(bool(mask.all()) for mask in architecture["op_masks"]):
+            raise ConfigError("--selection one_shot: the search pruned ops (search.prune_start_epoch), and the random "
+                              "candidates are drawn from the whole space; derive with --selection alpha")
         candidates = 100 if candidates is None else candidates
-        suffix = f"-os{candidates}"
+        suffix = f"-os{candidates}-b{batches}"
         alpha_genotype = derive(architecture["alphas"], op_names, config.model.num_nodes, top_k, search_op_settings(config),
                                 meta, edge_scales=architecture["edge_scales"], op_masks=architecture["op_masks"],
                                 max_identity=max_identity)
         genotype = one_shot_selection(state, config, top_k, candidates, batches, root, device, progress, alpha_genotype,
-                                      folder / f"one-shot-scores{suffix}.json")
+                                      folder / f"one-shot-scores-top{top_k}{suffix}.json")
         genotype = dataclasses.replace(genotype, search={**meta, **genotype.search, "selection": "one_shot", "max_identity": None})
     if out is None:  # the search's own genotype.json is only rewritten with the search's own settings
         name = "genotype.json"
@@ -190,16 +193,17 @@ def one_shot_selection(state: dict, config: Config, top_k: int, candidates: int,
           f"{len(evaluation)} alpha-half batch(es) (median {100 * sorted(s.miou for s in drawn_scores)[len(drawn) // 2]:.2f}); "
           f"the alpha-derived genotype scores {100 * alpha_score.miou:.2f} (rank {rank} of {len(drawn) + 1})")
     atomic_write_text(scores_path, json.dumps({
-        "checkpoint_epoch": state["epoch"], "seed": config.seed, "batches": len(evaluation), "top_k": top_k,
-        "date": datetime.date.today().isoformat(), "chosen": best,
-        "alpha_genotype": {"miou": alpha_score.miou, "loss": alpha_score.loss},
+        "checkpoint_epoch": state["epoch"], "seed": config.seed, "top_k": top_k, "evaluation_batches": len(evaluation),
+        "recalibration_batches": len(recalibration), "date": datetime.date.today().isoformat(), "chosen": best,
+        "alpha_genotype": {"miou": alpha_score.miou, "loss": alpha_score.loss, "rank": rank},
         "candidates": [{"index": genotype.search["index"], "miou": score.miou, "loss": score.loss,
                         "genotype": genotype.to_dict()} for genotype, score in zip(drawn, drawn_scores)],
     }, indent=1) + "\n", make_parent=True)
     plot_one_shot_scores([score.miou for score in drawn_scores], best, alpha_score.miou, scores_path.with_suffix(".png"))
     return dataclasses.replace(drawn[best], search={
         "one_shot_candidates": len(drawn), "one_shot_sample_seed": config.seed, "one_shot_index": drawn[best].search["index"],
-        "one_shot_miou": drawn_scores[best].miou, "selection_batches": len(evaluation)})
+        "one_shot_miou": drawn_scores[best].miou, "selection_batches": len(evaluation),
+        "recalibration_batches": len(recalibration)})
 
 
 def sample_genotype_files(config: Config, num: int, seed: int, out: str | Path, *, flops_budget: float | None = None,

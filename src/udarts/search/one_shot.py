@@ -7,14 +7,18 @@ A genotype is laid onto the supernet by masks, without copying a weight: on ever
 the edge's mixed op is reduced to the kept op (``SearchCell.set_op_mask``: the softmax over one op
 is 1); every other edge is removed whole (``SearchCell.set_edge_mask``, PC-DARTS's bypassed
 channels included). PC-DARTS's edge-normalisation weights of the kept edges stay as trained (not
-renormalised over the kept edges), as in ``udarts.search.perturbation``.
+renormalised over the kept edges), as in ``udarts.search.perturbation``: the sub-network is scored
+as the supernet computes it, so the betas (not the alphas) weigh in on the score. A removed edge
+keeps only ``none`` when it was searched, so it computes nothing; without ``none`` it computes its
+first op and multiplies it by 0.
 
 The supernet's batch-norm statistics were gathered on the mixture of every op, not on one
 sub-network, so before it is scored each genotype gets its own: the running statistics are reset
 and re-estimated on a few training batches (a cumulative average, in train mode, without
 gradients), as single-path one-shot NAS does (Guo et al., "Single Path One-Shot Neural
 Architecture Search with Uniform Sampling", ECCV 2020). The score is the mIoU over the evaluation
-batches in eval mode. The supernet's masks and batch-norm buffers are restored afterwards.
+batches in eval mode. The supernet's masks, batch-norm buffers and (sampled modes) the sampler's
+random state are restored afterwards, also on error.
 """
 
 from __future__ import annotations
@@ -42,10 +46,12 @@ class OneShotScore:
     loss: float
 
 
-def genotype_masks(genotype_cell, cell_edges: Sequence[tuple[int, int]], op_names: Sequence[str]) -> tuple[Tensor, Tensor]:
+def genotype_masks(genotype_cell, cell_edges: Sequence[tuple[int, int]], op_names: Sequence[str],
+                   searched_ops: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(op mask (num_edges, num_ops), edge mask (num_edges,))`` that reduce a search cell with
     ``cell_edges`` to ``genotype_cell``: a kept edge computes only its op; a removed edge keeps only
-    ``none`` (when searched: nothing is computed) or its first op, and adds nothing either way."""
+    ``none`` (when searched: nothing is computed) or its first op, and adds nothing either way.
+    ``searched_ops``, the cell's own op mask, refuses an op that progressive pruning removed."""
     index_of_edge = {edge: index for index, edge in enumerate(cell_edges)}
     op_mask = torch.zeros(len(cell_edges), len(op_names), dtype=torch.bool)
     edge_mask = torch.zeros(len(cell_edges), dtype=torch.bool)
@@ -54,6 +60,9 @@ def genotype_masks(genotype_cell, cell_edges: Sequence[tuple[int, int]], op_name
             raise ValueError(f"cell {genotype_cell.name}: edge {edge} (node, input) is not an edge of the supernet's cell")
         if op not in op_names:
             raise ValueError(f"cell {genotype_cell.name}: op {op!r} was not searched (ops: {list(op_names)})")
+        if searched_ops is not None and not bool(searched_ops[index_of_edge[edge], op_names.index(op)]):
+            raise ValueError(f"cell {genotype_cell.name}: op {op!r} on edge {edge} was pruned from the supernet "
+                             "(its weights stopped training there)")
         op_mask[index_of_edge[edge], op_names.index(op)] = True
         edge_mask[index_of_edge[edge]] = True
     filler = op_names.index(NONE_OP) if NONE_OP in op_names else 0
@@ -70,8 +79,8 @@ def laid_onto(model: nn.Module, genotype: Genotype) -> Iterator[nn.Module]:
         raise ValueError(f"the genotype has {genotype.num_nodes} nodes per cell, the supernet {model.num_nodes}")
     saved = [(cell.op_mask.detach().clone(), cell.edge_mask.detach().clone()) for cell in model.cells]
     try:
-        for cell, genotype_cell in zip(model.cells, genotype.cells):
-            op_mask, edge_mask = genotype_masks(genotype_cell, cell.edges, model.op_names)
+        for cell, genotype_cell, (searched_ops, _) in zip(model.cells, genotype.cells, saved):
+            op_mask, edge_mask = genotype_masks(genotype_cell, cell.edges, model.op_names, searched_ops.cpu())
             cell.set_op_mask(op_mask)
             cell.set_edge_mask(edge_mask)
         yield model
@@ -117,18 +126,19 @@ def one_shot_scores(
 ) -> list[OneShotScore]:
     """Each genotype's ``OneShotScore`` as a sub-network of the supernet ``model`` (module
     docstring). The supernet's masks and batch-norm buffers are as before afterwards."""
-    if not evaluation_batches:
-        raise ValueError("no evaluation batches to score the genotypes on")
+    if not evaluation_batches or not recalibration_batches:
+        raise ValueError(f"one-shot scores need recalibration and evaluation batches, got {len(recalibration_batches)} "
+                         f"and {len(evaluation_batches)}")
     layers = batchnorm_layers(model)
     saved = [{name: buffer.clone() for name, buffer in layer.named_buffers()} for layer in layers]
+    sampler = getattr(model, "sampler", None)  # sampled modes: recalibration in train mode draws from its generator
+    sampler_state = sampler.generator.get_state() if sampler is not None else None
     was_training = model.training
     scores = []
     try:
         for genotype in progress(genotypes, "one-shot scores"):
             with laid_onto(model, genotype):
-                if recalibration_batches:
-                    recalibrate_batchnorm(model, recalibration_batches)
-                model.eval()
+                recalibrate_batchnorm(model, recalibration_batches)
                 matrix = ConfusionMatrix(num_classes, ignore_index)
                 losses = []
                 for images, masks in evaluation_batches:
@@ -140,5 +150,7 @@ def one_shot_scores(
         for layer, buffers in zip(layers, saved):
             for name, value in buffers.items():
                 getattr(layer, name).copy_(value)
+        if sampler is not None:
+            sampler.generator.set_state(sampler_state)
         model.train(was_training)
     return scores
