@@ -20,6 +20,12 @@ TINY_SEARCH = ["--no-progress", "--image-size", "16x16", "--batch-size", "4", "-
 
 
 @pytest.fixture
+def tiny_search_flags() -> list[str]:
+    """``udarts search`` flags for a seconds-long search on synthetic 16x16 images (2 nodes per cell)."""
+    return list(TINY_SEARCH)
+
+
+@pytest.fixture
 def tiny_pc_darts_search(tmp_path, capsys) -> Path:
     """The run folder of a one-epoch PC-DARTS search on synthetic 16x16 images (2 nodes per cell)."""
     from udarts.cli import main

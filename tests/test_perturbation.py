@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from udarts.cli import main
-from conftest import TINY_SEARCH
 from udarts.genotype import Genotype, select_cell
 from udarts.ops import OpSettings
 from udarts.search.cell import SearchCell
@@ -134,7 +133,7 @@ def test_the_edge_mask_removes_a_whole_partial_channel_edge():
         cell.set_edge_mask(torch.ones(3, dtype=torch.bool))
 
 
-def test_derive_with_perturbation_selection_from_the_command_line(tmp_path, capsys, tiny_pc_darts_search):
+def test_derive_with_perturbation_selection_from_the_command_line(tmp_path, capsys, tiny_pc_darts_search, tiny_search_flags):
     search_dir = tiny_pc_darts_search
     assert main(["derive", str(search_dir), "--selection", "perturbation", "--batches", "1", "--no-progress"]) == 0
     assert f"genotype: {search_dir / 'genotype-top2-pt1.json'}" in capsys.readouterr().out
@@ -148,7 +147,7 @@ def test_derive_with_perturbation_selection_from_the_command_line(tmp_path, caps
     assert Genotype.load(tmp_path / "again.json").cells == genotype.cells
     # a sampled mode's supernet runs one op per edge in eval mode: refused, naming the mode
     gdas_dir = tmp_path / "gdas"
-    assert main(["search", *TINY_SEARCH, "--epochs", "1", "--set", "search.mode=gdas", "--out", str(gdas_dir)]) == 0
+    assert main(["search", *tiny_search_flags, "--epochs", "1", "--set", "search.mode=gdas", "--out", str(gdas_dir)]) == 0
     capsys.readouterr()
     for args, message in (([str(gdas_dir), "--selection", "perturbation"], "the search ran in mode 'gdas'"),
                           ([str(search_dir), "--selection", "perturbation", "--batches", "0"], "--batches: expected an integer >= 1, got 0"),
