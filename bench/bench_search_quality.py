@@ -353,7 +353,7 @@ def plot(outcomes: list[Outcome], path: Path) -> Path:
     axes.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes.set_xlabel("GFLOPs per 96x128 image")
-    axes.set_ylabel("held-out mIoU (%), sequence 0006R0" + (" (bars: seed std)" if spread(outcomes) else ""))
+    axes.set_ylabel("held-out mIoU (%), sequence 0006R0" + ("\n(bars: std over the retraining seeds)" if spread(outcomes) else ""))
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()
