@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     derive = commands.add_parser("derive", help="derive a genotype from a search checkpoint or run folder")
     derive.add_argument("checkpoint", help="search run folder or checkpoint (.pt)")
     derive.add_argument("--out", help="genotype path (default: beside the checkpoint, genotype.json with the search's "
-                        "own --top-k and --max-identity, else genotype-top<K>[-maxid<N>][-pt<B>|-os<N>].json)")
+                        "own --top-k and --max-identity, else genotype-top<K>[-maxid<N>][-pt<B>|-os<N>-b<B>].json)")
     derive.add_argument("--top-k", type=int, help="kept incoming edges per node (default: the search's)")
     derive.add_argument("--selection", choices=("alpha", "perturbation", "one_shot"), default="alpha",
                         help="alpha: DARTS's strongest softmax weights (default); perturbation: DARTS-PT, the ops and "

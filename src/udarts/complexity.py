@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 import subprocess
 import time
 
@@ -48,7 +49,7 @@ def measure_latency(
         if step >= warmup:
             times.append(time.perf_counter() - start)
     model.train(was_training)
-    return sorted(times)[len(times) // 2]
+    return statistics.median_high(times)
 
 
 def measure_latency_rounds(
@@ -69,10 +70,6 @@ def measure_latency_rounds(
     return per_round
 
 
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
-
-
 def measure_latencies(
     models: dict[str, nn.Module], input_shape: tuple[int, ...], device: torch.device | str = "cpu", rounds: int = 7,
     warmup: int = 3, repeats: int = 10,
@@ -80,7 +77,7 @@ def measure_latencies(
     """Median seconds of one forward pass of each model, measured side by side: the median over
     the rounds of ``measure_latency_rounds``."""
     per_round = measure_latency_rounds(models, input_shape, device, rounds=rounds, warmup=warmup, repeats=repeats)
-    return {name: median(times) for name, times in per_round.items()}
+    return {name: statistics.median_high(times) for name, times in per_round.items()}
 
 
 def cpu_model() -> str:

@@ -25,12 +25,13 @@ or whose cores differ, where an absolute budget in milliseconds does not.
 
 from __future__ import annotations
 
+import statistics
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from udarts.complexity import count_flops, measure_latency, measure_latency_rounds, median
+from udarts.complexity import count_flops, measure_latency, measure_latency_rounds
 from udarts.data.pairs import single_threaded_torch
 from udarts.genotype import CellGenotype, Genotype
 from udarts.models import build_searchnet
@@ -164,10 +165,11 @@ def width_matching_latency(genotype: Genotype, reference: torch.nn.Module, image
                 measured[width] = measure_latency_rounds({"searchnet": searchnet, "reference": reference}, shape,
                                                          rounds=rounds, warmup=2, repeats=repeats)
         seconds = measured[width]
-        return median([mine / theirs for mine, theirs in zip(seconds["searchnet"], seconds["reference"])])
+        return statistics.median_high([mine / theirs for mine, theirs in zip(seconds["searchnet"], seconds["reference"])])
 
     width, _ = largest_fitting_width(ratio, 1.0, f"x the reference's CPU latency at {image_size[0]}x{image_size[1]}", max_width)
-    return width, 1000.0 * median(measured[width]["searchnet"]), 1000.0 * median(measured[width]["reference"])
+    seconds = measured[width]
+    return width, 1000.0 * statistics.median_high(seconds["searchnet"]), 1000.0 * statistics.median_high(seconds["reference"])
 
 
 def sample_genotypes(

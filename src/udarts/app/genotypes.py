@@ -32,8 +32,9 @@ def derive_genotype(checkpoint: str | Path, top_k: int | None = None, max_identi
     scored as a sub-network of the supernet by its mIoU on the first ``batches`` (default 8)
     batches of the alpha half after re-estimating batch-norm statistics on as many batches of the
     weight half; the best one is kept, and every score is written to
-    ``one-shot-scores-top<K>-os<N>-b<B>.json`` in the search's run folder, with a histogram ``.png``; ``max_identity`` does not apply). The
-    data is read from ``root`` or the recorded ``data.root``; the supernet runs on ``device``.
+    ``one-shot-scores-top<K>-os<N>-b<B>.json`` in the search's run folder, with a histogram
+    ``.png``; ``max_identity`` does not apply). The data is read from ``root`` or the recorded
+    ``data.root``; the supernet runs on ``device``.
 
     Without ``out`` it goes beside the checkpoint: ``genotype.json`` with the search's own
     settings, ``genotype-top<K>[-maxid<N>][-pt<B>|-os<N>-b<B>].json`` otherwise."""
@@ -65,10 +66,13 @@ def derive_genotype(checkpoint: str | Path, top_k: int | None = None, max_identi
     source = Path(checkpoint)
     folder = source if source.is_dir() else source.parent
     suffix = ""
+
+    def alpha_rule():
+        return derive(architecture["alphas"], op_names, config.model.num_nodes, top_k, search_op_settings(config), meta,
+                      edge_scales=architecture["edge_scales"], op_masks=architecture["op_masks"], max_identity=max_identity)
+
     if selection == "alpha":
-        genotype = derive(architecture["alphas"], op_names, config.model.num_nodes, top_k, search_op_settings(config), meta,
-                          edge_scales=architecture["edge_scales"], op_masks=architecture["op_masks"],
-                          max_identity=max_identity)
+        genotype = alpha_rule()
     elif selection == "perturbation":
         weights, used = perturbation_selection(state, config, top_k, batches, root, device, progress)
         meta.update({"selection": "perturbation", "selection_batches": used})
@@ -81,17 +85,15 @@ def derive_genotype(checkpoint: str | Path, top_k: int | None = None, max_identi
                               "candidates are drawn from the whole space; derive with --selection alpha")
         candidates = 100 if candidates is None else candidates
         suffix = f"-os{candidates}-b{batches}"
-        alpha_genotype = derive(architecture["alphas"], op_names, config.model.num_nodes, top_k, search_op_settings(config),
-                                meta, edge_scales=architecture["edge_scales"], op_masks=architecture["op_masks"],
-                                max_identity=max_identity)
+        alpha_genotype = alpha_rule()  # the reference the candidates are ranked against, with the search's cap
+        max_identity = meta["max_identity"] = None  # the candidates are uniform draws: no cap
         genotype = one_shot_selection(state, config, top_k, candidates, batches, root, device, progress, alpha_genotype,
                                       folder / f"one-shot-scores-top{top_k}{suffix}.json")
-        genotype = dataclasses.replace(genotype, search={**meta, **genotype.search, "selection": "one_shot", "max_identity": None})
+        genotype = dataclasses.replace(genotype, search={**meta, **genotype.search, "selection": "one_shot"})
     if out is None:  # the search's own genotype.json is only rewritten with the search's own settings
         name = "genotype.json"
         if (top_k, max_identity, suffix) != (config.search.top_k, config.search.max_identity, ""):
-            shown_identity = None if selection == "one_shot" else max_identity
-            name = f"genotype-top{top_k}" + (f"-maxid{shown_identity}" if shown_identity is not None else "") + suffix + ".json"
+            name = f"genotype-top{top_k}" + (f"-maxid{max_identity}" if max_identity is not None else "") + suffix + ".json"
         out = folder / name
     genotype.save(out)
     weights = softmax_weights(architecture["alphas"], architecture["op_masks"])
@@ -99,12 +101,12 @@ def derive_genotype(checkpoint: str | Path, top_k: int | None = None, max_identi
     if selection != "alpha":  # the entropy and margin warnings judge the alphas, which this selection did not read
         warnings = [warning for warning in warnings if not warning.startswith("weakly determined")]
     print_warnings(warnings)
-    print(f"genotype: {out} (top_k {top_k}, max_identity {genotype.search.get('max_identity')}, selection {selection})")
+    print(f"genotype: {out} (top_k {top_k}, max_identity {max_identity}, selection {selection})")
     return Path(out)
 
 
 def supernet_and_search_batches(state: dict, config: Config, batches: int, root: str | None, device: str | None, what: str,
-                          weight_half_too: bool = False):
+                                weight_half_too: bool = False):
     """``(supernet with the checkpoint's weights, in eval mode on the device, loss, class info,
     the first ``batches`` batches of the alpha half[, of the weight half])`` for a selection rule."""
     from udarts.builders import build_loader, build_split, build_supernet, dataset_info, resolve_device, search_halves
