@@ -10,7 +10,7 @@ LAYERS = [
     ("udarts.io", "udarts.config", "udarts.metrics", "udarts.efficiency"),
     ("udarts.ops", "udarts.space", "udarts.losses", "udarts.complexity"),
     ("udarts.nets", "udarts.baselines", "udarts.data"),
-    ("udarts.genotype", "udarts.genotype_format", "udarts.models", "udarts.random_genotypes"),
+    ("udarts.genotype", "udarts.genotype_format", "udarts.models", "udarts.random_genotypes", "udarts.latency"),
     ("udarts.search", "udarts.viz"),
     ("udarts.engine",),
     ("udarts.builders", "udarts.checkpoints", "udarts.experiment"),

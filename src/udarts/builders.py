@@ -151,13 +151,43 @@ def describe_supernet(config: Config, num_classes: int) -> dict[str, Any]:
 
 @dataclass
 class SearchParts:
-    """What ``build_strategy`` makes: the strategy, its two optimisers and the FLOPs penalty."""
+    """What ``build_strategy`` makes: the strategy, its two optimisers and the alpha-loss penalties
+    (each ``penalty()`` a scalar tensor; those with ``metrics()`` are logged every epoch)."""
 
     strategy: Any
     weight_optimizer: torch.optim.Optimizer
     alpha_optimizer: torch.optim.Optimizer
     alpha_lr: float
-    flops_penalty: Any
+    penalties: list[Any]
+
+    def penalty(self, kind: type) -> Any:
+        """The penalty of class ``kind``, or ``None``."""
+        return next((penalty for penalty in self.penalties if isinstance(penalty, kind)), None)
+
+
+LATENCY_TABLE_FILE = "latency-table.json"  # in a search run folder: the table its alphas were priced with
+
+
+def latency_table_for_search(config: Config, num_classes: int, run_dir=None):
+    """The latency table a search with ``search.latency_target_ms`` prices its alphas with: the
+    one a resumed run (``run_dir``) recorded, else ``search.latency_table`` if given, else one
+    timed now on this machine (eager PyTorch, one thread, batch 1) at the search's image size and width."""
+    from pathlib import Path
+
+    from udarts.latency import LatencyShape, LatencyTable, LatencyTableError
+    from udarts.latency.measure import measure_table
+
+    try:
+        if run_dir is not None and (Path(run_dir) / LATENCY_TABLE_FILE).is_file():
+            return LatencyTable.load(Path(run_dir) / LATENCY_TABLE_FILE)
+        if config.search.latency_table is not None:
+            return LatencyTable.load(config.search.latency_table)
+        shape = LatencyShape(tuple(config.data.image_size), config.model.width, num_classes, config.model.num_nodes,
+                             config.model.expand_ratio, config.model.se_ratio)
+    except LatencyTableError as error:
+        raise ConfigError(f"search.latency_table: {error}") from None
+    print(f"timing a latency table on this machine ({shape.describe()}, eager, 1 thread) ...")
+    return measure_table(shape, search_ops(config), "eager", threads=1)
 
 
 def alpha_steps(config: Config, steps_per_epoch: int) -> int:
@@ -166,15 +196,18 @@ def alpha_steps(config: Config, steps_per_epoch: int) -> int:
 
 
 def build_strategy(config: Config, model: nn.Module, steps_per_epoch: int, ignore_index: int | None,
-                   device: torch.device, distributed=None) -> SearchParts:
+                   device: torch.device, distributed=None, latency_table=None) -> SearchParts:
     """DARTS's bilevel step (``udarts.search.darts``) over ``model``: Adam on the alphas at
     ``search.alpha_lr`` (or ``alpha_travel`` / the number of alpha steps), the weight optimiser,
-    and the alpha-loss penalties (expected FLOPs, beta-decay)."""
+    and the alpha-loss penalties (expected FLOPs, beta-decay, the latency target with
+    ``latency_table``, see ``latency_table_for_search``)."""
     from udarts.efficiency import MixedPrecision
     from udarts.engine.trainer import build_optimizer
     from udarts.losses import build_loss
     from udarts.search.darts import DartsStrategy, alpha_lr_for_budget
     from udarts.search.regularizers import BetaDecay, sum_of
+    from udarts.latency import LatencyTableError
+    from udarts.search.latency import ExpectedLatency, LatencyTargetPenalty
     from udarts.search.resource import ExpectedFlopsPenalty
 
     search = config.search
@@ -186,18 +219,28 @@ def build_strategy(config: Config, model: nn.Module, steps_per_epoch: int, ignor
     alpha_optimizer = torch.optim.Adam(model.arch_parameters(), lr=alpha_lr, betas=tuple(search.alpha_betas),
                                        weight_decay=search.alpha_weight_decay)
     precision = MixedPrecision(search.amp, device)
-    flops_penalty = None
+    penalties: list[Any] = []
     if search.flops_penalty > 0:
-        flops_penalty = ExpectedFlopsPenalty(model, config.data.image_size, search.flops_penalty)
-    beta_decay = BetaDecay(model.alpha_parameters(), search.beta_decay) if search.beta_decay > 0 else None
+        penalties.append(ExpectedFlopsPenalty(model, config.data.image_size, search.flops_penalty))
+    if search.beta_decay > 0:
+        penalties.append(BetaDecay(model.alpha_parameters(), search.beta_decay))
+    if search.latency_target_ms is not None:
+        if latency_table is None:
+            raise ConfigError("search.latency_target_ms: no latency table was given to build_strategy")
+        try:
+            expected = ExpectedLatency(model, latency_table, search.top_k)
+            penalties.append(LatencyTargetPenalty(expected, search.latency_target_ms, search.latency_weight))
+        except LatencyTableError as error:
+            where = search.latency_table or "the latency table timed on this machine"
+            raise ConfigError(f"search.latency_table ({where}): {error}") from None
     strategy = DartsStrategy(
         model, build_loss(search.loss, ignore_index), weight_optimizer, alpha_optimizer,
         order=search.order, unrolled_lr=search.unrolled_lr, weight_grad_clip=search.grad_clip,
-        alpha_penalty=sum_of([penalty for penalty in (flops_penalty, beta_decay) if penalty is not None]),
+        alpha_penalty=sum_of(penalties),
         precision=precision if precision.enabled else None,
         gradient_sync=distributed.average_ if distributed is not None else None,
     )
-    return SearchParts(strategy, weight_optimizer, alpha_optimizer, alpha_lr, flops_penalty)
+    return SearchParts(strategy, weight_optimizer, alpha_optimizer, alpha_lr, penalties)
 
 
 def search_meta(config: Config) -> dict[str, Any]:
@@ -209,6 +252,7 @@ def search_meta(config: Config) -> dict[str, Any]:
         "seed": config.seed, "epochs": config.search.epochs, "mode": config.search.mode, "order": config.search.order,
         "loss": config.search.loss, "top_k": config.search.top_k, "max_identity": config.search.max_identity,
         "alpha_travel": config.search.alpha_travel, "alpha_weight_decay": config.search.alpha_weight_decay,
+        "latency_target_ms": config.search.latency_target_ms,
         "udarts_version": __version__,
     }
 

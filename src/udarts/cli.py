@@ -46,6 +46,8 @@ def _flag_overrides(args: argparse.Namespace, command: str) -> dict[str, Any]:
     if getattr(args, "genotype", None):
         put("train.genotype", str(args.genotype))
     put("train.model", getattr(args, "model", None))
+    put("search.latency_target_ms", getattr(args, "latency_target", None))
+    put("search.latency_table", getattr(args, "latency_table", None))
     if getattr(args, "no_progress", False):
         put("progress", False)
     return override
@@ -200,6 +202,17 @@ def command_compare(args: argparse.Namespace) -> None:
                    latency_repeats=args.latency_repeats)
 
 
+def command_latency_table(args: argparse.Namespace) -> None:
+    from udarts.app.latency import describe_table, make_latency_table
+
+    config = load_config(args, "latency-table")
+    table, reused = make_latency_table(config, args.out, runtime=args.runtime, threads=args.threads,
+                                       batch_size=args.batch, calibrate_genotypes=args.calibrate, force=args.force)
+    print(f"{'reused' if reused else 'wrote'} latency table {args.out}")
+    for line in describe_table(table, config.search.top_k):
+        print(f"  {line}")
+
+
 def command_report(args: argparse.Namespace) -> None:
     from udarts.app.compare.run import report_folder
 
@@ -242,6 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="search an architecture (trains the supernet, writes genotype.json)")
     _common(search)
     search.add_argument("--dry-run", action="store_true", help="print the supernet's size and FLOPs, then exit")
+    search.add_argument("--latency-target", type=float, metavar="MS", help="latency-aware search: penalise derived "
+                        "networks predicted slower than MS (search.latency_target_ms; docs/latency.md)")
+    search.add_argument("--latency-table", metavar="FILE", help="the device's table from `udarts latency-table` "
+                        "(default: timed on this machine at the search's size)")
+
+    table = commands.add_parser("latency-table", help="time every op at every cell of SEARCH-Net on this device; "
+                                "write the latency table a latency-targeted search reads")
+    _common(table, training=False)
+    table.add_argument("--width", type=int, help="SEARCH-Net base width of the network to deploy (model.width)")
+    table.add_argument("--out", required=True, help="table file (JSON); reused if it matches, refused if it does not")
+    table.add_argument("--runtime", default="eager", help="eager (PyTorch, CPU), onnxruntime (CPU) or cuda (default eager)")
+    table.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    table.add_argument("--batch", type=int, default=1, help="images per forward pass (default 1)")
+    table.add_argument("--calibrate", type=int, default=10, metavar="N",
+                       help="time N random genotypes whole and fit the table's correction (default 10; 0 = none)")
+    table.add_argument("--force", action="store_true", help="measure again and replace --out")
 
     derive = commands.add_parser("derive", help="derive a genotype from a search checkpoint or run folder")
     derive.add_argument("checkpoint", help="search run folder or checkpoint (.pt)")
@@ -370,7 +399,7 @@ def error_line(error: BaseException) -> tuple[str, int]:
 HANDLERS = {
     "search": command_search, "derive": command_derive, "sample": command_sample, "train": command_train,
     "eval": command_eval, "predict": command_predict, "export": command_export, "demo": command_demo,
-    "compare": command_compare, "report": command_report,
+    "compare": command_compare, "report": command_report, "latency-table": command_latency_table,
 }
 
 

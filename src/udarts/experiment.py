@@ -26,17 +26,8 @@ from typing import Any
 import torch
 
 from udarts.builders import (  # noqa: F401  (build_supernet, build_strategy: part of the API)
-    build_loader,
-    build_split,
-    build_strategy,
-    build_supernet,
-    check_u_input_size,
-    dataset_info,
-    fit_width_to_budget,
-    model_spec,
-    resolve_device,
-    search_halves,
-    search_meta,
+    LATENCY_TABLE_FILE, build_loader, build_split, build_strategy, build_supernet, check_u_input_size, dataset_info,
+    fit_width_to_budget, latency_table_for_search, model_spec, resolve_device, search_halves, search_meta,
     seed_everything,
 )
 from udarts.checkpoints import load_trained  # noqa: F401  (part of the API)
@@ -231,7 +222,9 @@ def run_search(config: Config, out: str | Path | None = None, *, resume: str | P
         to_channels_last(model)
     weight_loader = _rank_slices(build_loader(config, weight_half, True, device), distributed)
     alpha_loader = _rank_slices(build_loader(config, alpha_half, True, device), distributed)
-    parts = build_strategy(config, model, min(len(weight_loader), len(alpha_loader)), info["ignore_index"], device, distributed)
+    latency_table = latency_table_for_search(config, num_classes, resume) if search_config.latency_target_ms else None
+    parts = build_strategy(config, model, min(len(weight_loader), len(alpha_loader)), info["ignore_index"], device,
+                           distributed, latency_table)
     start_epoch, best, best_epoch = 0, -math.inf, None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -246,6 +239,8 @@ def run_search(config: Config, out: str | Path | None = None, *, resume: str | P
         if search_config.alpha_lr != recorded["alpha_lr"]:
             _continue_rates(parts.alpha_optimizer, parts.alpha_lr)
     run, run_dir = _open_run("search", out, config, run, distributed)
+    if latency_table is not None and is_main:
+        latency_table.save(run.path / LATENCY_TABLE_FILE)
     if distributed is not None:
         distributed.broadcast_module_(model)
     if search_config.compile:
@@ -265,15 +260,19 @@ def run_search(config: Config, out: str | Path | None = None, *, resume: str | P
         search_meta=search_meta(config), checkpoint_extra={"config": config.to_dict(), **info},
         start_epoch=start_epoch, best_miou=best, best_epoch=best_epoch, progress=config.progress,
         temperature=TemperatureSchedule(search_config.tau_max, search_config.tau_min, search_config.tau_schedule),
-        pruning=pruning, flops_penalty=parts.flops_penalty, distributed=distributed,
+        pruning=pruning, penalties=parts.penalties, distributed=distributed,
         channels_last=search_config.channels_last, max_identity=search_config.max_identity,
     )
     if is_main:
         genotype.save(run.path / "genotype.json")
+        if latency_table is not None:
+            print(f"predicted latency of the derived genotype: {latency_table.predict_ms(genotype):.2f} ms (target "
+                  f"{search_config.latency_target_ms:g} ms; {latency_table.shape.describe()}, {latency_table.identity['runtime']})")
         run.close()
         print(f"genotype: {run.path / 'genotype.json'}")
     multiprocess.shutdown(distributed)
     return SearchResult(run_dir, genotype if is_main else None)
+
 
 
 # ---- train -----------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ name               network
 ``setr``           SETR-PUP (Zheng et al., CVPR 2021), a ViT encoder, :mod:`.setr`
 =================  ==========================================================================
 
+and the light networks of :mod:`.light` (MobileNetV3 LR-ASPP and DeepLabV3 from torchvision;
+UNets on MobileNetV2, EfficientNet-B0 and ResNet-18 encoders from smp), one size at both scales.
+
 Every model maps a float batch (B, in_channels, H, W) to logits (B, num_classes, H, W) and
 has a ``size_divisor`` attribute: 16 for ``unet``, the encoder's output stride for the smp
 models (32; 8 or 16 for ``deeplabv3``), the patch size for ``setr``. Inputs of any size work:
@@ -29,6 +32,7 @@ from typing import Any, Callable
 from torch import nn
 
 from udarts.baselines.scales import SCALES
+from udarts.baselines.light import LIGHT_BASELINES
 from udarts.baselines.setr import SETR, create_setr
 from udarts.baselines.smp_models import SMP_BASELINES, SegmentationModelsNetwork, create_smp_model
 from udarts.baselines.unet import UNet, create_unet
@@ -38,6 +42,7 @@ BASELINES: dict[str, Callable[..., nn.Module]] = {
     "unet": create_unet,
     **{name: functools.partial(create_smp_model, name) for name in SMP_BASELINES},
     "setr": create_setr,
+    **LIGHT_BASELINES,
 }
 
 __all__ = [

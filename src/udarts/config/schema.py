@@ -28,7 +28,8 @@ SEARCH_MODES = ("darts", "gdas", "pc_darts", "pc_gdas")
 SAMPLED_MODES = ("gdas", "pc_gdas")  # one op per edge per step (Gumbel), no second-order step
 AMP_MODES = ("none", "bf16", "fp16")
 TAU_SCHEDULES = ("linear", "exponential")
-MODELS = ("searchnet", "unet", "unet_resnet34", "unetpp", "fpn", "deeplabv3", "setr")
+MODELS = ("searchnet", "unet", "unet_resnet34", "unetpp", "fpn", "deeplabv3", "setr", "lraspp_mobilenet_v3_large",
+          "deeplabv3_mobilenet_v3_large", "unet_mobilenet_v2", "unet_efficientnet_b0", "unet_resnet18")
 MODEL_SCALES = ("cpu", "paper")
 PAPER_OPS = ("conv_3x3", "conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "mbconv_3x3", "mbconv_5x5", "identity")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:[0-9]+)?)$")
@@ -169,6 +170,13 @@ class SearchConfig:
     prune_ops_per_step: int = 1  # ops dropped per edge per pruning
     prune_min_ops: int = 2  # ops an edge keeps at least ('none' is never dropped)
     flops_penalty: float = 0.0  # alpha-loss weight per expected GFLOP per image (0 = off)
+    # Latency-aware search (udarts.search.latency, docs/latency.md): the alpha loss gains
+    # latency_weight * max(0, log(expected ms / latency_target_ms)), the expected latency of the
+    # derived network from a device's latency table (latency_table: a file from `udarts
+    # latency-table`; null = timed on this machine at the search's own image size and width).
+    latency_target_ms: float | None = None
+    latency_table: str | None = None
+    latency_weight: float = 1.0
     beta_decay: float = 0.0  # beta-DARTS's regulariser: weight of the mean log-sum-exp of the alphas (0 = off)
     amp: str = "none"  # none | bf16 | fp16 (fp16 adds gradient scaling)
     channels_last: bool = False  # NHWC memory format (for CUDA tensor cores)
@@ -191,9 +199,9 @@ class SearchConfig:
         _one_of("search.tau_schedule", self.tau_schedule, TAU_SCHEDULES)
         for key in ("weight_lr", "alpha_lr", "tau_max", "tau_min"):
             _number(f"search.{key}", getattr(self, key), 0, strict=True)
-        for key in ("weight_decay", "alpha_weight_decay", "flops_penalty", "beta_decay"):
+        for key in ("weight_decay", "alpha_weight_decay", "flops_penalty", "beta_decay", "latency_weight"):
             _number(f"search.{key}", getattr(self, key), 0)
-        for key in ("unrolled_lr", "grad_clip", "alpha_travel"):
+        for key in ("unrolled_lr", "grad_clip", "alpha_travel", "latency_target_ms"):
             _number(f"search.{key}", getattr(self, key), 0, strict=True, nullable=True)
         for key in ("top_k", "partial_channel_k", "prune_every", "prune_ops_per_step", "prune_min_ops"):
             _number(f"search.{key}", getattr(self, key), 1)
@@ -205,6 +213,10 @@ class SearchConfig:
         betas = self.alpha_betas
         if not (len(betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
             raise _fail("search.alpha_betas", f"expected two numbers in [0, 1), got {list(betas)!r}")
+        if self.latency_table is not None and not (isinstance(self.latency_table, str) and self.latency_table):
+            raise _fail("search.latency_table", f"expected a path to a latency table (JSON) or null, got {self.latency_table!r}")
+        if self.latency_table is not None and self.latency_target_ms is None:
+            raise _fail("search.latency_table", "is used only with search.latency_target_ms (--latency-target MS); set both")
         if self.order == "second" and self.mode in SAMPLED_MODES:
             raise _fail("search.order", "second-order DARTS needs a deterministic network; use it with mode darts or pc_darts")
         if self.order == "second" and self.amp == "fp16":
@@ -213,7 +225,7 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "searchnet"  # searchnet | unet | unet_resnet34 | unetpp | fpn | deeplabv3 | setr
+    model: str = "searchnet"  # searchnet or a baseline of MODELS (udarts.baselines.BASELINES)
     genotype: str | None = None  # path to genotype.json (searchnet)
     model_scale: str = "cpu"  # baselines: cpu | paper (see docs/baselines.md)
     model_options: dict[str, Any] = field(default_factory=dict)  # baselines: keyword options, e.g. {encoder_name: resnet34}
@@ -302,9 +314,6 @@ def _build(data: dict[str, Any]) -> Config:
                 values[item.name] = tuple(values[item.name])
         sections[name] = section(**values)
     return Config(**{key: value for key, value in data.items() if key not in SECTIONS}, **sections)
-
-
-DEFAULTS: dict[str, Any] = Config().to_dict()
 
 
 DEFAULTS: dict[str, Any] = Config().to_dict()

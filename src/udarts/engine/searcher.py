@@ -8,7 +8,8 @@ Options for the cheaper search modes (``docs/search_modes.md``):
 - ``pruning``: progressive op pruning (``udarts.search.pruning``), applied at the end of the
   epochs it names; what was dropped when is appended to ``pruning.jsonl`` and counted in
   ``metrics.jsonl`` (``active_ops``, ``dropped_ops``); the masks are in the checkpoint's model;
-- ``flops_penalty``: logs the expected GFLOPs per image every epoch;
+- ``penalties``: the alpha-loss penalties; each one's ``metrics()`` (if it has one: the expected
+  GFLOPs, the expected latency and its target) is logged every epoch;
 - ``distributed``: one process of a ``torchrun`` launch; the epoch's losses and confusion matrix
   are summed over the processes, and only the process whose ``run`` is not ``None`` (rank 0)
   writes anything;
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -118,7 +119,7 @@ def search(
     on_epoch_end: Callable[[int], None] | None = None,
     temperature: TemperatureSchedule | None = None,
     pruning: PruningSchedule | None = None,
-    flops_penalty: Any = None,
+    penalties: Sequence[Any] = (),
     distributed: Any = None,
     channels_last: bool = False,
     max_identity: int | None = None,
@@ -196,9 +197,9 @@ def search(
         if pruning is not None:
             record["active_ops"] = count_active_ops(model)
             record["dropped_ops"] = sum(len(item["dropped"]) for item in pruned)
-        if flops_penalty is not None:
-            with torch.no_grad():
-                record["expected_gflops"] = float(flops_penalty.expected_gflops())
+        with torch.no_grad():
+            for penalty in penalties:
+                record.update(penalty.metrics() if hasattr(penalty, "metrics") else {})
         is_best = update_alphas and metrics["miou"] > best_miou
         if is_best:
             best_miou, best_epoch = metrics["miou"], epoch + 1

@@ -72,3 +72,6 @@ class ExpectedFlopsPenalty:
 
     def __call__(self) -> Tensor:
         return self.weight * self.expected_gflops()
+
+    def metrics(self) -> dict[str, float]:
+        return {"expected_gflops": float(self.expected_gflops())}
