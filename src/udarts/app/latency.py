@@ -11,6 +11,7 @@ are not the validation draws of seed 0) whole and fits ``measured = scale * sum 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from udarts.builders import build_split, check_u_input_size, search_ops
 from udarts.config import Config, ConfigError
+from udarts.genotype import CellGenotype, Genotype
 from udarts.latency import LatencyShape, LatencyTable, LatencyTableError, mismatches
 from udarts.latency.measure import calibrate, identity_of, measure_table
 from udarts.ops import NONE_OP
@@ -71,13 +73,28 @@ def make_latency_table(config: Config, out: str | Path, *, runtime: str = "eager
         if calibrate_genotypes:
             genotypes = [sample_genotype(CALIBRATION_SEED, index, ops, config.model.num_nodes, config.search.top_k,
                                          table_settings(shape)) for index in range(calibrate_genotypes)]
-            bar, update = _bar(f"timing {calibrate_genotypes} whole networks", progress)
+            genotypes += extreme_genotypes(table, genotypes[0])
+            bar, update = _bar(f"timing {len(genotypes)} whole networks", progress)
             table = calibrate(table, genotypes, progress=update)
             bar.close()
     except LatencyTableError as error:
         raise ConfigError(str(error)) from None
     table.save(out)
     return table, False
+
+
+def extreme_genotypes(table: LatencyTable, genotype: Genotype) -> list[Genotype]:
+    """``genotype``'s edges with every op the cell's cheapest, then its dearest: the ends of the
+    range a calibration line is fitted over (random draws alone span too little of it to fix a slope)."""
+    extremes = []
+    for pick in (min, max):
+        cells = []
+        for cell in genotype.cells:
+            op = pick(table.ops, key=lambda name: table.op_ms(cell.name, name))
+            cells.append(CellGenotype(cell.name, cell.num_inputs,
+                                      tuple(tuple((op, source) for _, source in node) for node in cell.nodes)))
+        extremes.append(replace(genotype, cells=tuple(cells)))
+    return extremes
 
 
 def table_settings(shape: LatencyShape):

@@ -156,10 +156,9 @@ def _eager_caller(module: nn.Module, inputs: tuple[Tensor, ...], device: torch.d
     return call_cpu
 
 
-def _onnx_caller(module: nn.Module, inputs: tuple[Tensor, ...], threads: int, folder: Path, name: str) -> Callable[[], Any]:
+def _onnx_caller(module: nn.Module, inputs: tuple[Tensor, ...], threads: int, path: Path) -> Callable[[], Any]:
     import onnxruntime
 
-    path = folder / f"{name.replace('/', '_')}.onnx"
     names = [f"input{index}" for index in range(len(inputs))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and tracer warnings
@@ -210,7 +209,8 @@ def time_modules(modules: dict[str, Part], runtime: str, threads: int = 1, round
     device = torch.device("cuda" if runtime == "cuda" else "cpu")
     with torch_threads(threads), tempfile.TemporaryDirectory(prefix="udarts-latency-") as folder:
         if runtime == "onnxruntime":
-            callers = {key: _onnx_caller(module, inputs, threads, Path(folder), key) for key, (module, inputs) in modules.items()}
+            callers = {key: _onnx_caller(module, inputs, threads, Path(folder) / f"part{index}.onnx")
+                       for index, (key, (module, inputs)) in enumerate(modules.items())}
         else:
             callers = {key: _eager_caller(module, inputs, device) for key, (module, inputs) in modules.items()}
         return time_calls(callers, rounds=rounds, progress=progress, **timing)

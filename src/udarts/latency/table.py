@@ -158,7 +158,7 @@ class LatencyTable:
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n", make_parent=True)
         return path
 
     @classmethod

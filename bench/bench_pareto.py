@@ -1,0 +1,528 @@
+"""The most accurate network for a latency budget: latency-targeted SEARCH-Nets against random
+genotypes fitted to the same latency and against the light networks a user would pick instead,
+on the 40-epoch CamVid protocol, held-out mIoU against CPU latency (a Pareto front).
+
+Three steps, each resumable (every output is a file in OUT; a finished step is reused):
+
+1. ``plan`` (on the target device: this CPU, batch 1, one thread):
+   - times the light baselines and the ResNet-34 UNet side by side (eager PyTorch, interleaved
+     rounds); the targets are the latencies of ``--target-models`` (fastest to the ResNet-18 UNet);
+   - measures a calibrated latency table (``udarts latency-table``) at 96x128 for every SEARCH-Net
+     width in ``--widths``;
+   - fits each of ``--random`` random genotypes (seed 0) to each target: the largest width whose
+     predicted latency fits;
+   - for each target, picks the width to search at: the one where the median random genotype is
+     predicted at ``target / --slack`` (so the search must find a genotype ``slack`` times cheaper
+     than a typical draw, and the width it saves is spent on capacity), and writes OUT/plan.json.
+2. ``run`` (anywhere, e.g. a GPU machine with the tables carried over): the searches (CamVid train
+   without the selection sequence, ``configs/camvid-search-lowres-cpu.yaml`` with the target and
+   the table of its width), each derived genotype fitted to its target by the predictor and
+   retrained at ``--seeds``; the random genotypes (seed 0) and the baselines (``--seeds``); every
+   training is ``udarts train --config configs/camvid-cpu.yaml`` with sequence 0006R0 held out and
+   selecting ``best.pt``, then ``udarts eval best.pt --split val``. ``--jobs`` at once, searches
+   and their trainings first; ``--deadline`` seconds stops launching and ends running jobs in time
+   for a partial report (their folders resume on a re-run).
+3. ``report`` (on the target device): every trained network timed side by side (eager, one thread;
+   onnxruntime as a second column), the table, the searched genotype's percentile among the random
+   ones at each target, each front's hypervolume, and the picture (mIoU against ms, log scale).
+
+    OMP_NUM_THREADS=1 python bench/bench_pareto.py plan --root ../shared/data/camvid --out runs/pareto
+    python bench/bench_pareto.py run --root ../shared/data/camvid --out runs/pareto --device cuda --jobs 16
+    OMP_NUM_THREADS=1 python bench/bench_pareto.py report --root ../shared/data/camvid --out runs/pareto \\
+        --plot docs/images/pareto-camvid.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LIGHT = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "unet_mobilenet_v2", "unet_efficientnet_b0",
+         "unet_resnet18")
+REFERENCE = "unet_resnet34"  # the protocol's UNet (ResNet-34 encoder, the "paper" scale)
+IMAGE_SIZE = (96, 128)
+NUM_CLASSES = 11
+TRAIN_CONFIG = REPO_ROOT / "configs" / "camvid-cpu.yaml"
+SEARCH_CONFIG = REPO_ROOT / "configs" / "camvid-search-lowres-cpu.yaml"
+
+
+def write_json(path: Path, data: Any) -> None:
+    from udarts.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n", make_parent=True)
+
+
+def baseline_spec(name: str) -> dict[str, Any]:
+    scale = "paper" if name == REFERENCE else "cpu"
+    return {"name": name, "scale": scale, "options": {}, "in_channels": 3, "num_classes": NUM_CLASSES}
+
+
+# ---- 1. plan -------------------------------------------------------------------------------------
+
+
+def plan(args: argparse.Namespace) -> None:
+    from udarts.app.latency import make_latency_table
+    from udarts.complexity import cpu_model, measure_latencies
+    from udarts.config import resolve
+    from udarts.latency.measure import torch_threads
+    from udarts.models import build_model
+    from udarts.ops import PAPER_OPS
+    from udarts.random_genotypes import sample_genotype
+
+    out = args.out
+    baselines_file = out / "baseline-latency.json"
+    if not baselines_file.is_file():
+        models = {name: build_model(baseline_spec(name)) for name in (*LIGHT, REFERENCE)}
+        with torch_threads(1):
+            seconds = measure_latencies(models, (1, 3, *IMAGE_SIZE), rounds=7, repeats=10)
+        write_json(baselines_file, {"ms": {name: 1000 * value for name, value in seconds.items()}, "cpu": cpu_model(),
+                                    "date": str(datetime.date.today()), "timing": "eager, 1 thread, batch 1, 7 rounds"})
+    baseline_ms = json.loads(baselines_file.read_text())["ms"]
+    print("baselines (ms):", {name: round(ms, 2) for name, ms in baseline_ms.items()})
+    targets = sorted(baseline_ms[name] for name in args.target_models.split(","))
+
+    tables = {}
+    for width in args.widths:
+        config = resolve(None, [({"progress": False, "data": {"name": "camvid", "root": str(args.root),
+                                                             "image_size": list(IMAGE_SIZE)},
+                                  "model": {"width": width}}, "bench_pareto")])
+        path = out / "tables" / f"eager-w{width}.json"
+        tables[width], reused = make_latency_table(config, path, calibrate_genotypes=args.calibrate,
+                                                   num_classes=NUM_CLASSES)
+        print(f"width {width}: {'reused' if reused else 'measured'} {path}")
+    genotypes = [sample_genotype(0, index, PAPER_OPS) for index in range(args.random)]
+
+    def fit(genotype, target: float) -> tuple[int | None, float | None]:
+        fitting = [(width, tables[width].predict_ms(genotype)) for width in args.widths
+                   if tables[width].predict_ms(genotype) <= target]
+        return max(fitting) if fitting else (None, None)
+
+    plan_targets = []
+    for target in targets:
+        random_fits = []
+        for index, genotype in enumerate(genotypes):
+            width, predicted = fit(genotype, target)
+            random_fits.append({"index": index, "width": width, "predicted_ms": predicted})
+        # the width where the median random genotype is predicted at target / slack
+        medians = {width: statistics.median(tables[width].predict_ms(g) for g in genotypes) for width in args.widths}
+        search_width = min(args.widths, key=lambda width: abs(medians[width] - target / args.slack))
+        plan_targets.append({"target_ms": target, "search_width": search_width,
+                             "table": str((out / "tables" / f"eager-w{search_width}.json").relative_to(out)),
+                             "random": random_fits,
+                             "median_random_ms_at_search_width": medians[search_width]})
+        print(f"target {target:.2f} ms: search at width {search_width} (median random {medians[search_width]:.2f} ms); "
+              f"random widths {[item['width'] for item in random_fits]}")
+    for index, genotype in enumerate(genotypes):
+        genotype.save(out / "random" / f"random-0-{index:03d}.json")
+    write_json(out / "plan.json", {"targets": plan_targets, "widths": args.widths, "slack": args.slack,
+                                   "baselines": list(LIGHT) + [REFERENCE], "baseline_ms": baseline_ms,
+                                   "image_size": list(IMAGE_SIZE), "cpu": cpu_model(), "date": str(datetime.date.today())})
+    print(f"wrote {out / 'plan.json'}")
+
+
+# ---- 2. run --------------------------------------------------------------------------------------
+
+
+def udarts_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "udarts", *arguments]
+
+
+def train_command(args: argparse.Namespace, folder: Path, seed: int, model: str, genotype: Path | None = None,
+                  width: int | None = None) -> list[str]:
+    command = ["train", "--config", str(TRAIN_CONFIG), "--root", str(args.root), "--seed", str(seed), "--out",
+               str(folder), "--device", args.device, "--no-progress", "--model", model,
+               "--set", f"data.holdout={args.holdout}", "--set", "train.select_split=holdout", *args.train_set]
+    if model == "searchnet":
+        command += ["--genotype", str(genotype), "--width", str(width), "--set", "model.flops_budget=null"]
+    elif model == REFERENCE:
+        command += ["--set", "train.model_scale=paper"]
+    return udarts_command(*command)
+
+
+def train_job(args: argparse.Namespace, folder: Path, seed: int, model: str, **searchnet: Any) -> list[list[str]]:
+    """Train (or resume) ``folder`` and score its best.pt on val; nothing for a finished one."""
+    if (folder / "eval-val.json").is_file():
+        return []
+    if (folder / "config.yaml").is_file():
+        train = udarts_command("train", "--resume", str(folder), "--device", args.device, "--no-progress")
+    else:
+        train = train_command(args, folder, seed, model, **searchnet)
+    evaluate = udarts_command("eval", str(folder / "best.pt"), "--root", str(args.root), "--split", "val",
+                              "--device", args.device, "--json", str(folder / "eval-val.json"), "--no-progress")
+    return [train, evaluate]
+
+
+def searched_width(out: Path, genotype_path: Path, target: float, widths: list[int]) -> int | None:
+    from udarts.genotype import Genotype
+    from udarts.latency import LatencyTable
+
+    genotype = Genotype.load(genotype_path)
+    fitting = [width for width in widths
+               if LatencyTable.load(out / "tables" / f"eager-w{width}.json").predict_ms(genotype) <= target]
+    return max(fitting) if fitting else None
+
+
+class Scheduler:
+    """Up to ``jobs`` job chains (lists of commands run one after another) at once, highest
+    priority first; ``then`` callbacks queue more chains when one ends."""
+
+    def __init__(self, jobs: int, deadline: float, log_dir: Path) -> None:
+        self.jobs, self.deadline, self.log_dir = jobs, deadline, log_dir
+        self.queue: list[tuple[int, str, list[list[str]], Any]] = []
+        self.running: dict[str, tuple[subprocess.Popen, list[list[str]], Any, float]] = {}
+        self.done: dict[str, int] = {}
+
+    def add(self, priority: int, name: str, chain: list[list[str]], then: Any = None) -> None:
+        if chain:
+            self.queue.append((priority, name, chain, then))
+            self.queue.sort(key=lambda item: item[0])
+        elif then is not None:
+            then()
+
+    def _start(self, name: str, chain: list[list[str]], then: Any) -> None:
+        log = open(self.log_dir / f"{name}.log", "a")
+        process = subprocess.Popen(chain[0], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        self.running[name] = (process, chain[1:], then, time.time())
+
+    def run(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        while self.queue or self.running:
+            for name, (process, rest, then, started) in list(self.running.items()):
+                code = process.poll()
+                if code is None:
+                    continue
+                del self.running[name]
+                if code == 0 and rest:
+                    self._start(name, rest, then)
+                    continue
+                self.done[name] = code
+                print(f"[{time.strftime('%H:%M:%S')}] {name}: exit {code} ({time.time() - started:.0f} s); "
+                      f"{len(self.queue)} queued, {len(self.running)} running", flush=True)
+                if code == 0 and then is not None:
+                    then()
+            if time.time() > self.deadline:
+                for name, (process, *_rest) in self.running.items():
+                    process.terminate()
+                    print(f"deadline: stopped {name}", flush=True)
+                for name, (process, *_rest) in self.running.items():
+                    process.wait()
+                return
+            while self.queue and len(self.running) < self.jobs:
+                _priority, name, chain, then = self.queue.pop(0)
+                self._start(name, chain, then)
+            time.sleep(1)
+
+
+def run(args: argparse.Namespace) -> None:
+    out = args.out
+    data = json.loads((out / "plan.json").read_text())
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    scheduler = Scheduler(args.jobs, time.time() + args.deadline, out / "logs")
+    for k, target in enumerate(data["targets"]):
+        for search_seed in args.search_seeds:
+            search_dir = out / f"search-t{k}-s{search_seed}"
+
+            def after_search(k: int = k, target: dict = target, search_dir: Path = search_dir) -> None:
+                width = searched_width(out, search_dir / "genotype.json", target["target_ms"], data["widths"])
+                print(f"{search_dir.name}: derived genotype fits {target['target_ms']:.2f} ms at width {width}", flush=True)
+                if width is None:
+                    return
+                for seed in seeds:
+                    folder = out / f"searched-t{k}-s{search_dir.name.rsplit('-s', 1)[1]}-seed{seed}"
+                    scheduler.add(1, folder.name, train_job(args, folder, seed, "searchnet",
+                                                            genotype=search_dir / "genotype.json", width=width))
+
+            if (search_dir / "genotype.json").is_file() and (search_dir / "last.pt").is_file() and _search_done(search_dir):
+                after_search()
+                continue
+            command = (udarts_command("search", "--resume", str(search_dir), "--device", args.device, "--no-progress")
+                       if (search_dir / "config.yaml").is_file() else
+                       udarts_command("search", "--config", str(SEARCH_CONFIG), "--root", str(args.root), "--seed",
+                                      str(search_seed), "--out", str(search_dir), "--device", args.device, "--no-progress",
+                                      "--latency-target", f"{target['target_ms']:.4f}",
+                                      "--latency-table", str(out / target["table"]),
+                                      "--set", f"data.holdout={args.holdout}", *args.search_set))
+            scheduler.add(0, search_dir.name, [command], after_search)
+    for seed_rank, seed in enumerate(seeds):
+        for name in data["baselines"]:
+            if name == REFERENCE and not args.reference:
+                continue
+            scheduler.add(2 + 2 * seed_rank + (name == REFERENCE), f"{name}-seed{seed}",
+                          train_job(args, out / f"{name}-seed{seed}", seed, name))
+    for k, target in enumerate(data["targets"]):
+        for item in target["random"]:
+            if item["width"] is not None:
+                folder = out / f"random-t{k}-{item['index']:03d}-seed0"
+                genotype = out / "random" / f"random-0-{item['index']:03d}.json"
+                scheduler.add(2, folder.name, train_job(args, folder, 0, "searchnet", genotype=genotype, width=item["width"]))
+    scheduler.run()
+    failed = {name: code for name, code in scheduler.done.items() if code != 0}
+    print(f"finished {len(scheduler.done) - len(failed)} job chains; failed: {failed or 'none'}")
+
+
+def _search_done(folder: Path) -> bool:
+    from udarts.app.compare import run_finished
+
+    return run_finished(folder)
+
+
+# ---- 3. report -----------------------------------------------------------------------------------
+
+
+def scores(folder: Path) -> dict[str, float] | None:
+    """Held-out mIoU of best.pt (the epoch the selection split chose) and of the last epoch, val
+    mIoU of best.pt; ``None`` for a run that has not finished and been scored."""
+    from udarts.io import read_jsonl
+
+    if not (folder / "eval-val.json").is_file():
+        return None
+    records = read_jsonl(folder / "metrics.jsonl")
+    best = max(records, key=lambda record: record["val_miou"])
+    return {"holdout_best": 100 * best["val_miou"], "holdout_last": 100 * records[-1]["val_miou"],
+            "val": 100 * json.loads((folder / "eval-val.json").read_text())["miou"], "epochs": records[-1]["epoch"],
+            "train_minutes": sum(record.get("seconds", 0.0) for record in records) / 60}
+
+
+def network_of(folder: Path) -> tuple[str, torch.nn.Module]:
+    """A run folder's network (from its recorded config; weights do not change latency) and its key."""
+    import yaml
+
+    from udarts.builders import model_spec
+    from udarts.config import Config
+    from udarts.models import build_model
+
+    config = Config.from_dict(yaml.safe_load((folder / "config.yaml").read_text()), origin=str(folder / "config.yaml"))
+    recorded = Path(config.train.genotype) if config.train.genotype else None
+    if recorded is not None and not recorded.is_file() and folder.parent.name in recorded.parts:
+        # trained on another machine into a folder of the same name: the genotype's place in this one
+        inside = recorded.parts[recorded.parts.index(folder.parent.name) + 1:]
+        config = config.updated({"train": {"genotype": str(folder.parent.joinpath(*inside))}}, "report")
+    spec = model_spec(config, NUM_CLASSES)
+    if spec["name"] != "searchnet":
+        return spec["name"], build_model(spec)
+    digest = hashlib.sha1(json.dumps(spec["genotype"]["cells"], sort_keys=True).encode()).hexdigest()[:10]
+    return f"searchnet-w{spec['width']}-{digest}", build_model(spec)
+
+
+def hypervolume(points: list[tuple[float, float]], reference_ms: float) -> float:
+    """Area dominated by ``(ms, miou)`` points (lower ms, higher mIoU) in the plane of log10(ms) and
+    mIoU, bounded by ``reference_ms`` and mIoU 0."""
+    import math
+
+    front = sorted((ms, miou) for ms, miou in points if ms < reference_ms)
+    area, best = 0.0, 0.0
+    for index, (ms, miou) in enumerate(front):
+        best = max(best, miou)
+        right = front[index + 1][0] if index + 1 < len(front) else reference_ms
+        area += (math.log10(right) - math.log10(ms)) * best
+    return area
+
+
+def report(args: argparse.Namespace) -> None:
+    from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latencies
+    from udarts.latency.measure import time_modules, torch_threads
+
+    out = args.out
+    data = json.loads((out / "plan.json").read_text())
+    runs: list[dict[str, Any]] = []
+    for folder in sorted(path for path in out.iterdir() if (path / "metrics.jsonl").is_file() and "search-t" not in path.name):
+        result = scores(folder)
+        if result is None:
+            print(f"{folder.name}: not finished, left out")
+            continue
+        name = folder.name
+        group = "searched" if name.startswith("searched-") else "random" if name.startswith("random-") else "baseline"
+        target = int(name.split("-t")[1].split("-")[0]) if group != "baseline" else None
+        model = name.rsplit("-seed", 1)[0] if group == "baseline" else "searchnet"
+        runs.append({"folder": name, "group": group, "target": target, "model": model,
+                     "seed": int(name.rsplit("seed", 1)[1]), **result})
+    networks: dict[str, torch.nn.Module] = {}
+    for run in runs:
+        run["network"], module = network_of(out / run["folder"])
+        networks.setdefault(run["network"], module)
+    print(f"timing {len(networks)} networks side by side (eager, then onnxruntime; 1 thread, batch 1) ...")
+    shape = (1, 3, *IMAGE_SIZE)
+    with torch_threads(1):
+        eager = {key: 1000 * value for key, value in measure_latencies(networks, shape, rounds=7, repeats=10).items()}
+    onnx = time_modules({key: (module, (torch.zeros(shape),)) for key, module in networks.items()}, "onnxruntime",
+                        rounds=5, seconds_per_part=0.1, max_repeats=20)
+    costs = {key: {"parameters": count_parameters(module), "gflops": count_flops(module, shape) / 1e9,
+                   "ms_eager": eager[key], "ms_onnxruntime": onnx[key]} for key, module in networks.items()}
+    for run in runs:
+        run.update(costs[run["network"]])
+    summary = summarise(runs, data)
+    summary.update({"cpu": cpu_model(), "date": str(datetime.date.today()), "torch": torch.__version__})
+    print(render(summary, runs, data))
+    if args.json:
+        write_json(args.json, {"summary": summary, "runs": runs, "plan": data})
+    if args.plot:
+        plot(summary, runs, data, args.plot)
+        print(f"wrote {args.plot}")
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(runs: list[dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
+    """Per target: the searched genotype (mean +- std over seeds), the random ones, the baselines at
+    most as slow, the searched genotype's percentile; each front's hypervolume."""
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        if run["group"] == "baseline":
+            by_model.setdefault(run["model"], []).append(run)
+    baselines = {name: {"holdout": _mean_std([r["holdout_best"] for r in items]), "ms": items[0]["ms_eager"],
+                        "seeds": len(items)} for name, items in by_model.items()}
+    targets = []
+    for k, target in enumerate(data["targets"]):
+        searched = [run for run in runs if run["group"] == "searched" and run["target"] == k]
+        random = [run for run in runs if run["group"] == "random" and run["target"] == k]
+        entry: dict[str, Any] = {"target_ms": target["target_ms"], "searched_seeds": len(searched), "random": len(random)}
+        if searched:
+            mean, std = _mean_std([run["holdout_best"] for run in searched])
+            entry.update({"searched_holdout": [mean, std], "searched_ms": statistics.fmean(r["ms_eager"] for r in searched)})
+            if random:
+                values = sorted(run["holdout_best"] for run in random)
+                entry["percentile"] = 100 * sum(value < mean for value in values) / len(values)
+                entry["random_p75"] = statistics.quantiles(values, n=4)[2] if len(values) > 1 else values[0]
+            slower = [name for name, item in baselines.items() if item["ms"] >= entry["searched_ms"] and name != REFERENCE]
+            entry["beats_baselines_at_least_as_slow"] = {
+                name: mean - baselines[name]["holdout"][0] > max(std, baselines[name]["holdout"][1]) for name in slower}
+        if random:
+            entry["random_holdout"] = list(_mean_std([run["holdout_best"] for run in random]))
+        targets.append(entry)
+    reference_ms = 1.05 * max(run["ms_eager"] for run in runs)
+    fronts = {group: hypervolume([(run["ms_eager"], run["holdout_best"]) for run in runs if run["group"] == group],
+                                 reference_ms) for group in ("searched", "random")}
+    fronts["light baselines"] = hypervolume([(item["ms"], item["holdout"][0]) for name, item in baselines.items()
+                                             if name != REFERENCE], reference_ms)
+    return {"targets": targets, "baselines": baselines, "hypervolume": fronts, "hypervolume_reference_ms": reference_ms}
+
+
+def render(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, Any]) -> str:
+    lines = [f"Machine: {summary['cpu']}, batch 1, one thread; torch {summary['torch']}; {summary['date']}.", "",
+             "| network | target | width | seeds | held-out mIoU (best.pt) | held-out (last) | val mIoU | params | GFLOPs "
+             "| ms eager | ms onnxruntime | train min |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for run in runs:
+        label = run["model"] if run["group"] == "baseline" else run["folder"].rsplit("-seed", 1)[0]
+        groups.setdefault((run["group"] != "baseline", run["target"] if run["target"] is not None else -1, label), []).append(run)
+    for (_, target, label), items in sorted(groups.items(), key=lambda item: (item[1][0]["ms_eager"], item[0][2])):
+        first = items[0]
+        width = "" if first["group"] == "baseline" else first["network"].split("-w")[1].split("-")[0]
+        cell = lambda key: (f"{_mean_std([r[key] for r in items])[0]:.2f} +- {_mean_std([r[key] for r in items])[1]:.2f}"
+                            if len(items) > 1 else f"{first[key]:.2f}")
+        target_ms = f"{data['targets'][target]['target_ms']:.1f}" if target >= 0 else ""
+        lines.append(f"| {label} | {target_ms} | {width} | {len(items)} | {cell('holdout_best')} | {cell('holdout_last')} "
+                     f"| {cell('val')} | {first['parameters'] / 1e6:.2f} M | {first['gflops']:.3f} | {first['ms_eager']:.2f} "
+                     f"| {first['ms_onnxruntime']:.2f} | {statistics.fmean(r['train_minutes'] for r in items):.1f} |")
+    lines += ["", "| target ms | searched held-out | searched ms | random held-out (n) | random 75th pct | searched "
+              "percentile | above every light baseline at least as slow, by more than the spread |",
+              "|---:|---:|---:|---:|---:|---:|---|"]
+    for entry in summary["targets"]:
+        searched = entry.get("searched_holdout")
+        random = entry.get("random_holdout")
+        beats = entry.get("beats_baselines_at_least_as_slow", {})
+        searched_text = f"{searched[0]:.2f} +- {searched[1]:.2f}" if searched else "n/a"
+        random_text = f"{random[0]:.2f} +- {random[1]:.2f} ({entry['random']})" if random else "n/a"
+        beats_text = ", ".join(f"{name}: {'yes' if won else 'no'}" for name, won in beats.items()) or "none as slow"
+        lines.append(f"| {entry['target_ms']:.1f} | {searched_text} | {entry.get('searched_ms', float('nan')):.2f} "
+                     f"| {random_text} | {entry.get('random_p75', float('nan')):.2f} "
+                     f"| {entry.get('percentile', float('nan')):.0f} | {beats_text} |")
+    volumes = summary["hypervolume"]
+    lines += ["", "Hypervolume (log10 ms x mIoU, reference " f"{summary['hypervolume_reference_ms']:.1f} ms, mIoU 0): "
+              + ", ".join(f"{group} {value:.2f}" for group, value in volumes.items())]
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5.5))
+    random = [run for run in runs if run["group"] == "random"]
+    axes.scatter([r["ms_eager"] for r in random], [r["holdout_best"] for r in random], s=18, color="0.6",
+                 label="random genotypes fitted to the targets (1 seed)")
+    searched: dict[int, list[dict[str, Any]]] = {}
+    for run in runs:
+        if run["group"] == "searched":
+            searched.setdefault(run["target"], []).append(run)
+    points = sorted((statistics.fmean(r["ms_eager"] for r in items), *_mean_std([r["holdout_best"] for r in items]))
+                    for items in searched.values())
+    if points:
+        axes.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], color="tab:red",
+                      marker="o", capsize=3, label="latency-targeted SEARCH-Net (mean +- std, 3 seeds)")
+    for name, item in summary["baselines"].items():
+        colour = "black" if name == REFERENCE else "tab:blue"
+        axes.errorbar([item["ms"]], [item["holdout"][0]], yerr=[item["holdout"][1]], color=colour, marker="s", capsize=3)
+        axes.annotate(name.replace("_", " "), (item["ms"], item["holdout"][0]), fontsize=7, xytext=(4, -10),
+                      textcoords="offset points")
+    for target in data["targets"]:
+        axes.axvline(target["target_ms"], color="0.85", linestyle="--", zorder=0)
+    axes.set_xscale("log")
+    axes.set_xlabel("CPU latency, ms (batch 1, one thread, eager PyTorch, 96x128)")
+    axes.set_ylabel("held-out mIoU (CamVid 0006R0, best.pt)")
+    axes.set_title("CamVid, 40 epochs: accuracy against latency")
+    axes.plot([], [], "s", color="tab:blue", label="light baselines (mean +- std, 3 seeds)")
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=130)
+
+
+# ---- main ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("plan", "run", "report"))
+    parser.add_argument("--root", required=True, type=Path, help="CamVid root (SegNet layout)")
+    parser.add_argument("--out", required=True, type=Path, help="the benchmark's folder (reused on a re-run)")
+    parser.add_argument("--holdout", default="0006R0", help="training sequence held out: the selection split")
+    parser.add_argument("--target-models", default="lraspp_mobilenet_v3_large,unet_mobilenet_v2,unet_resnet18",
+                        help="plan: the baselines whose latencies are the targets")
+    parser.add_argument("--widths", default="3-20", help="plan: SEARCH-Net widths with a latency table, e.g. 3-20")
+    parser.add_argument("--calibrate", type=int, default=8, help="plan: whole networks each table is calibrated on")
+    parser.add_argument("--random", type=int, default=8, help="plan: random genotypes fitted to each target")
+    parser.add_argument("--slack", type=float, default=0.7, help="plan: the search's target as a share of a typical "
+                        "random genotype's latency at the width it searches at")
+    parser.add_argument("--seeds", default="0,1,2", help="run: training seeds of the searched genotypes and baselines")
+    parser.add_argument("--search-seeds", default="0", help="run: search seeds per target")
+    parser.add_argument("--search-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="run: a config override for the searches (repeatable)")
+    parser.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="run: a config override for the trainings (repeatable; for a quick check only)")
+    parser.add_argument("--reference", action="store_true", help="run: also train the ResNet-34 UNet")
+    parser.add_argument("--device", default="cpu", help="run: where the trainings run (cpu, cuda)")
+    parser.add_argument("--jobs", type=int, default=2, help="run: job chains at once")
+    parser.add_argument("--deadline", type=float, default=float("inf"), help="run: seconds after which running jobs stop")
+    parser.add_argument("--plot", type=Path, help="report: the picture's path")
+    parser.add_argument("--json", type=Path, help="report: also write the numbers here")
+    args = parser.parse_args()
+    low, _, high = args.widths.partition("-")
+    args.widths = list(range(int(low), int(high or low) + 1))
+    args.search_seeds = [int(seed) for seed in args.search_seeds.split(",")]
+    args.search_set = [item for assignment in args.search_set for item in ("--set", assignment)]
+    args.train_set = [item for assignment in args.train_set for item in ("--set", assignment)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    {"plan": plan, "run": run, "report": report}[args.step](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""``python -m udarts``: the ``udarts`` command."""
+
+import sys
+
+from udarts.cli import main
+
+sys.exit(main())
