@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import shutil
 import json
 import os
 import statistics
@@ -155,6 +156,8 @@ def train_job(args: argparse.Namespace, folder: Path, seed: int, model: str, **s
     """Train (or resume) ``folder`` and score its best.pt on val; nothing for a finished one."""
     if (folder / "eval-val.json").is_file():
         return []
+    if (folder / "config.yaml").is_file() and not (folder / "last.pt").is_file():  # stopped before its first checkpoint
+        shutil.rmtree(folder)
     if (folder / "config.yaml").is_file():
         train = udarts_command("train", "--resume", str(folder), "--device", args.device, "--no-progress")
     else:
@@ -244,8 +247,9 @@ def run(args: argparse.Namespace) -> None:
                     scheduler.add(1, folder.name, train_job(args, folder, seed, "searchnet",
                                                             genotype=search_dir / "genotype.json", width=width))
 
-            if (search_dir / "genotype.json").is_file() and (search_dir / "last.pt").is_file() and _search_done(search_dir):
-                after_search()
+            searched = (search_dir / "genotype.json").is_file()
+            if searched and (args.accept_partial_searches or ((search_dir / "last.pt").is_file() and _search_done(search_dir))):
+                after_search()  # a partial search's genotype is that of its last finished epoch
                 continue
             command = (udarts_command("search", "--resume", str(search_dir), "--device", args.device, "--no-progress")
                        if (search_dir / "config.yaml").is_file() else
@@ -283,15 +287,20 @@ def _search_done(folder: Path) -> bool:
 
 def scores(folder: Path) -> dict[str, float] | None:
     """Held-out mIoU of best.pt (the epoch the selection split chose) and of the last epoch, val
-    mIoU of best.pt; ``None`` for a run that has not finished and been scored."""
+    mIoU of best.pt (``None`` where best.pt was not scored on val: a run copied back without its
+    checkpoints); ``None`` for a run that has not trained every epoch."""
+    import yaml
+
     from udarts.io import read_jsonl
 
-    if not (folder / "eval-val.json").is_file():
-        return None
     records = read_jsonl(folder / "metrics.jsonl")
+    epochs = (yaml.safe_load((folder / "config.yaml").read_text()) or {}).get("train", {}).get("epochs")
+    if not records or records[-1]["epoch"] != epochs:
+        return None
     best = max(records, key=lambda record: record["val_miou"])
+    val = json.loads((folder / "eval-val.json").read_text())["miou"] if (folder / "eval-val.json").is_file() else None
     return {"holdout_best": 100 * best["val_miou"], "holdout_last": 100 * records[-1]["val_miou"],
-            "val": 100 * json.loads((folder / "eval-val.json").read_text())["miou"], "epochs": records[-1]["epoch"],
+            "val": None if val is None else 100 * val, "epochs": records[-1]["epoch"],
             "train_minutes": sum(record.get("seconds", 0.0) for record in records) / 60}
 
 
@@ -305,10 +314,8 @@ def network_of(folder: Path) -> tuple[str, torch.nn.Module]:
 
     config = Config.from_dict(yaml.safe_load((folder / "config.yaml").read_text()), origin=str(folder / "config.yaml"))
     recorded = Path(config.train.genotype) if config.train.genotype else None
-    if recorded is not None and not recorded.is_file() and folder.parent.name in recorded.parts:
-        # trained on another machine into a folder of the same name: the genotype's place in this one
-        inside = recorded.parts[recorded.parts.index(folder.parent.name) + 1:]
-        config = config.updated({"train": {"genotype": str(folder.parent.joinpath(*inside))}}, "report")
+    if recorded is not None and not recorded.is_file():  # trained on another machine: the same place in this OUT
+        config = config.updated({"train": {"genotype": str(folder.parent / recorded.parent.name / recorded.name)}}, "report")
     spec = model_spec(config, NUM_CLASSES)
     if spec["name"] != "searchnet":
         return spec["name"], build_model(spec)
@@ -337,7 +344,8 @@ def report(args: argparse.Namespace) -> None:
     out = args.out
     data = json.loads((out / "plan.json").read_text())
     runs: list[dict[str, Any]] = []
-    for folder in sorted(path for path in out.iterdir() if (path / "metrics.jsonl").is_file() and "search-t" not in path.name):
+    for folder in sorted(path for path in out.iterdir() if (path / "metrics.jsonl").is_file() and "search-t" not in path.name
+                         and (path / "config.yaml").is_file()):
         result = scores(folder)
         if result is None:
             print(f"{folder.name}: not finished, left out")
@@ -423,8 +431,13 @@ def render(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, 
     for (_, target, label), items in sorted(groups.items(), key=lambda item: (item[1][0]["ms_eager"], item[0][2])):
         first = items[0]
         width = "" if first["group"] == "baseline" else first["network"].split("-w")[1].split("-")[0]
-        cell = lambda key: (f"{_mean_std([r[key] for r in items])[0]:.2f} +- {_mean_std([r[key] for r in items])[1]:.2f}"
-                            if len(items) > 1 else f"{first[key]:.2f}")
+        def cell(key: str) -> str:
+            values = [run[key] for run in items if run[key] is not None]
+            if not values:
+                return "n/a"
+            mean, std = _mean_std(values)
+            return f"{mean:.2f} +- {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
+
         target_ms = f"{data['targets'][target]['target_ms']:.1f}" if target >= 0 else ""
         lines.append(f"| {label} | {target_ms} | {width} | {len(items)} | {cell('holdout_best')} | {cell('holdout_last')} "
                      f"| {cell('val')} | {first['parameters'] / 1e6:.2f} M | {first['gflops']:.3f} | {first['ms_eager']:.2f} "
@@ -507,6 +520,9 @@ def main() -> None:
                         help="run: a config override for the searches (repeatable)")
     parser.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
                         help="run: a config override for the trainings (repeatable; for a quick check only)")
+    parser.add_argument("--accept-partial-searches", action="store_true",
+                        help="run: retrain the genotype of a search stopped early (its last finished epoch) instead of "
+                             "searching on")
     parser.add_argument("--reference", action="store_true", help="run: also train the ResNet-34 UNet")
     parser.add_argument("--device", default="cpu", help="run: where the trainings run (cpu, cuda)")
     parser.add_argument("--jobs", type=int, default=2, help="run: job chains at once")
