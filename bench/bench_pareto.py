@@ -288,19 +288,20 @@ def _search_done(folder: Path) -> bool:
 def scores(folder: Path) -> dict[str, float] | None:
     """Held-out mIoU of best.pt (the epoch the selection split chose) and of the last epoch, val
     mIoU of best.pt (``None`` where best.pt was not scored on val: a run copied back without its
-    checkpoints); ``None`` for a run that has not trained every epoch."""
+    checkpoints); ``epochs`` and ``of`` say how many of its epochs a run trained (a run stopped early
+    is reported as such, with ``--partial``); ``None`` for a run without a finished epoch."""
     import yaml
 
     from udarts.io import read_jsonl
 
     records = read_jsonl(folder / "metrics.jsonl")
     epochs = (yaml.safe_load((folder / "config.yaml").read_text()) or {}).get("train", {}).get("epochs")
-    if not records or records[-1]["epoch"] != epochs:
+    if not records:
         return None
     best = max(records, key=lambda record: record["val_miou"])
     val = json.loads((folder / "eval-val.json").read_text())["miou"] if (folder / "eval-val.json").is_file() else None
     return {"holdout_best": 100 * best["val_miou"], "holdout_last": 100 * records[-1]["val_miou"],
-            "val": None if val is None else 100 * val, "epochs": records[-1]["epoch"],
+            "val": None if val is None else 100 * val, "epochs": records[-1]["epoch"], "of": epochs,
             "train_minutes": sum(record.get("seconds", 0.0) for record in records) / 60}
 
 
@@ -347,8 +348,8 @@ def report(args: argparse.Namespace) -> None:
     for folder in sorted(path for path in out.iterdir() if (path / "metrics.jsonl").is_file() and "search-t" not in path.name
                          and (path / "config.yaml").is_file()):
         result = scores(folder)
-        if result is None:
-            print(f"{folder.name}: not finished, left out")
+        if result is None or (result["epochs"] != result["of"] and not args.partial):
+            print(f"{folder.name}: not finished, left out" + (" (--partial reports it)" if result else ""))
             continue
         name = folder.name
         group = "searched" if name.startswith("searched-") else "random" if name.startswith("random-") else "baseline"
@@ -384,9 +385,16 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def finished_first(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs that trained every epoch, or all of them when none did (then marked by their epochs)."""
+    return [run for run in items if run["epochs"] == run["of"]] or items
+
+
 def summarise(runs: list[dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
     """Per target: the searched genotype (mean +- std over seeds), the random ones, the baselines at
-    most as slow, the searched genotype's percentile; each front's hypervolume."""
+    most as slow, the searched genotype's percentile; each front's hypervolume. A group with runs
+    that trained every epoch is summarised by those alone."""
+    runs = [run for group in _groups(runs).values() for run in finished_first(group)]
     by_model: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         if run["group"] == "baseline":
@@ -397,7 +405,8 @@ def summarise(runs: list[dict[str, Any]], data: dict[str, Any]) -> dict[str, Any
     for k, target in enumerate(data["targets"]):
         searched = [run for run in runs if run["group"] == "searched" and run["target"] == k]
         random = [run for run in runs if run["group"] == "random" and run["target"] == k]
-        entry: dict[str, Any] = {"target_ms": target["target_ms"], "searched_seeds": len(searched), "random": len(random)}
+        entry: dict[str, Any] = {"target_ms": target["target_ms"], "searched_seeds": len(searched), "random": len(random),
+                                 "searched_epochs": sorted({f"{r['epochs']}/{r['of']}" for r in searched})}
         if searched:
             mean, std = _mean_std([run["holdout_best"] for run in searched])
             entry.update({"searched_holdout": [mean, std], "searched_ms": statistics.fmean(r["ms_eager"] for r in searched)})
@@ -419,16 +428,21 @@ def summarise(runs: list[dict[str, Any]], data: dict[str, Any]) -> dict[str, Any
     return {"targets": targets, "baselines": baselines, "hypervolume": fronts, "hypervolume_reference_ms": reference_ms}
 
 
-def render(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, Any]) -> str:
-    lines = [f"Machine: {summary['cpu']}, batch 1, one thread; torch {summary['torch']}; {summary['date']}.", "",
-             "| network | target | width | seeds | held-out mIoU (best.pt) | held-out (last) | val mIoU | params | GFLOPs "
-             "| ms eager | ms onnxruntime | train min |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+def _groups(runs: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Runs by (group, target, network): the seeds of one network at one target."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for run in runs:
         label = run["model"] if run["group"] == "baseline" else run["folder"].rsplit("-seed", 1)[0]
         groups.setdefault((run["group"] != "baseline", run["target"] if run["target"] is not None else -1, label), []).append(run)
-    for (_, target, label), items in sorted(groups.items(), key=lambda item: (item[1][0]["ms_eager"], item[0][2])):
+    return groups
+
+
+def render(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, Any]) -> str:
+    lines = [f"Machine: {summary['cpu']}, batch 1, one thread; torch {summary['torch']}; {summary['date']}.", "",
+             "| network | target | width | seeds | epochs | held-out mIoU (best.pt) | held-out (last) | val mIoU | params "
+             "| GFLOPs | ms eager | ms onnxruntime | train min |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (_, target, label), items in sorted(_groups(runs).items(), key=lambda item: (item[1][0]["ms_eager"], item[0][2])):
         first = items[0]
         width = "" if first["group"] == "baseline" else first["network"].split("-w")[1].split("-")[0]
         def cell(key: str) -> str:
@@ -439,7 +453,8 @@ def render(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, 
             return f"{mean:.2f} +- {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
 
         target_ms = f"{data['targets'][target]['target_ms']:.1f}" if target >= 0 else ""
-        lines.append(f"| {label} | {target_ms} | {width} | {len(items)} | {cell('holdout_best')} | {cell('holdout_last')} "
+        epochs = ", ".join(sorted({str(r["epochs"]) if r["epochs"] == r["of"] else f"{r['epochs']}/{r['of']}" for r in items}))
+        lines.append(f"| {label} | {target_ms} | {width} | {len(items)} | {epochs} | {cell('holdout_best')} | {cell('holdout_last')} "
                      f"| {cell('val')} | {first['parameters'] / 1e6:.2f} M | {first['gflops']:.3f} | {first['ms_eager']:.2f} "
                      f"| {first['ms_onnxruntime']:.2f} | {statistics.fmean(r['train_minutes'] for r in items):.1f} |")
     lines += ["", "| target ms | searched held-out | searched ms | random held-out (n) | random 75th pct | searched "
@@ -450,6 +465,8 @@ def render(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, 
         random = entry.get("random_holdout")
         beats = entry.get("beats_baselines_at_least_as_slow", {})
         searched_text = f"{searched[0]:.2f} +- {searched[1]:.2f}" if searched else "n/a"
+        if searched and entry["searched_epochs"] != ["40/40"]:
+            searched_text += f" ({', '.join(entry['searched_epochs'])} epochs)"
         random_text = f"{random[0]:.2f} +- {random[1]:.2f} ({entry['random']})" if random else "n/a"
         beats_text = ", ".join(f"{name}: {'yes' if won else 'no'}" for name, won in beats.items()) or "none as slow"
         lines.append(f"| {entry['target_ms']:.1f} | {searched_text} | {entry.get('searched_ms', float('nan')):.2f} "
@@ -475,11 +492,18 @@ def plot(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, An
     for run in runs:
         if run["group"] == "searched":
             searched.setdefault(run["target"], []).append(run)
-    points = sorted((statistics.fmean(r["ms_eager"] for r in items), *_mean_std([r["holdout_best"] for r in items]))
-                    for items in searched.values())
+    points = []
+    for items in searched.values():
+        items = finished_first(items)
+        epochs = "" if items[0]["epochs"] == items[0]["of"] else f"{items[0]['epochs']}/{items[0]['of']} epochs"
+        points.append((statistics.fmean(r["ms_eager"] for r in items), *_mean_std([r["holdout_best"] for r in items]), epochs))
+    points.sort()
     if points:
         axes.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], color="tab:red",
                       marker="o", capsize=3, label="latency-targeted SEARCH-Net (mean +- std, 3 seeds)")
+        for ms, miou, _, epochs in points:
+            if epochs:
+                axes.annotate(epochs, (ms, miou), fontsize=7, color="tab:red", xytext=(4, 6), textcoords="offset points")
     for name, item in summary["baselines"].items():
         colour = "black" if name == REFERENCE else "tab:blue"
         axes.errorbar([item["ms"]], [item["holdout"][0]], yerr=[item["holdout"][1]], color=colour, marker="s", capsize=3)
@@ -491,7 +515,8 @@ def plot(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, An
     axes.set_xlabel("CPU latency, ms (batch 1, one thread, eager PyTorch, 96x128)")
     axes.set_ylabel("held-out mIoU (CamVid 0006R0, best.pt)")
     axes.set_title("CamVid, 40 epochs: accuracy against latency")
-    axes.plot([], [], "s", color="tab:blue", label="light baselines (mean +- std, 3 seeds)")
+    axes.plot([], [], "s", color="tab:blue", label="light baselines (mean +- std over seeds)")
+    axes.plot([], [], "s", color="black", label="ResNet-34 UNet, the protocol's reference")
     axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -528,6 +553,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="run: job chains at once")
     parser.add_argument("--deadline", type=float, default=float("inf"), help="run: seconds after which running jobs stop")
     parser.add_argument("--plot", type=Path, help="report: the picture's path")
+    parser.add_argument("--partial", action="store_true", help="report: also runs stopped before their last epoch, "
+                        "marked with the epochs they trained")
     parser.add_argument("--json", type=Path, help="report: also write the numbers here")
     args = parser.parse_args()
     low, _, high = args.widths.partition("-")

@@ -156,3 +156,24 @@ def test_a_missing_or_broken_table_file_is_one_line(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(LatencyTableError, match="cannot be read as JSON"):
         LatencyTable.load(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("mode, order", [("darts", "second"), ("gdas", "first"), ("pc_darts", "first"), ("pc_gdas", "first")])
+def test_every_search_mode_takes_the_latency_target(tmp_path, tiny_search_flags, mode, order):
+    table_file = tmp_path / "table.json"
+    table_file.write_text(json.dumps(planted_table()))
+    out = tmp_path / "search"
+    assert main(["search", *tiny_search_flags, "--epochs", "2", "--set", "search.warmup_epochs=0",
+                 "--set", f"model.ops={list(OPS)}", "--set", f"search.mode={mode}", "--set", f"search.order={order}",
+                 "--set", "search.partial_channel_k=2", "--latency-target", "20", "--latency-table", str(table_file),
+                 "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["expected_latency_ms"] < records[0]["expected_latency_ms"]
+
+
+@pytest.mark.parametrize("model", ["lraspp_mobilenet_v3_large", "unet_mobilenet_v2"])
+def test_light_baselines_train_from_the_command_line(tmp_path, model, capsys):
+    out = tmp_path / model
+    assert main(["train", "--model", model, "--data", "synthetic", "--image-size", "32x32", "--epochs", "1",
+                 "--set", "data.num_samples=8", "--batch-size", "4", "--no-progress", "--out", str(out)]) == 0
+    assert (out / "best.pt").is_file()
