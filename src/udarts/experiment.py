@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from udarts.builders import (  # noqa: F401  (build_supernet, build_strategy: part of the API)
-    build_loader, build_split, build_strategy, build_supernet, check_u_input_size, dataset_info,
+    alpha_rate, build_loader, build_split, build_strategy, build_supernet, check_u_input_size, dataset_info,
     fit_width_to_budget, genotype_of, model_spec, resolve_device, search_halves, search_loop_parts, search_meta,
     seed_everything,
 )
@@ -187,6 +187,15 @@ def _start(kind: str, config: Config, out: str | Path | None, resume: str | Path
     return run, state, distributed, device
 
 
+def _record_config(run, config: Config) -> None:
+    """Write ``config`` as the run's ``config.yaml``."""
+    import yaml
+
+    from udarts.io import atomic_write_text
+
+    atomic_write_text(run.path / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
 # ---- search ----------------------------------------------------------------------------------------
 
 
@@ -207,7 +216,9 @@ def _resume_search(model, strategy, parts, state: dict[str, Any], config: Config
 
 def run_search(config: Config, out: str | Path | None = None, *, resume: str | Path | None = None) -> SearchResult:
     """Train the supernet on half of the training split (weights) and the other half (alphas),
-    derive the genotype every epoch, and write the run folder (``resume``: continue that run)."""
+    derive the genotype every epoch, and write the run folder (``resume``: continue that run).
+    With ``search.alpha_travel``, a search that starts from its first epoch records the alpha
+    learning rate the travel gives as ``search.alpha_lr``, the rate a resume continues with."""
     from udarts.efficiency import compile_model, to_channels_last
     from udarts.engine import distributed as multiprocess
     from udarts.engine.searcher import SearchBatches, search
@@ -230,6 +241,10 @@ def run_search(config: Config, out: str | Path | None = None, *, resume: str | P
     batches = SearchBatches(weight_loader, alpha_loader, device, seed=config.seed, channels_last=config.search.channels_last,
                             rank=distributed.rank if distributed is not None else 0)
     setup = build_strategy(config, model, len(batches), info["ignore_index"], device, distributed, resume)
+    if state is None and config.search.alpha_travel is not None:
+        config = config.updated({"search": {"alpha_lr": alpha_rate(config, len(batches))}}, "search.alpha_travel")
+        if run is not None and is_main:  # a resumed run that starts again from its first epoch
+            _record_config(run, config)
     run, run_dir = _open_run("search", out, config, run, distributed)
     parts = search_loop_parts(config, model, setup, batches, run, distributed, info)
     start_epoch = _resume_search(model, setup.strategy, parts, state, config) if state is not None else 0
