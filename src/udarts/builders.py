@@ -228,7 +228,9 @@ def search_loop_parts(config: Config, model: nn.Module, setup: SearchParts, batc
     from udarts.engine import searcher
 
     metrics = searcher.EpochMetrics(len(info["class_names"]), info["ignore_index"])
-    parts: list[Any] = [searcher.DistributedSync(distributed, model, metrics, batches.device)] if distributed is not None else []
+    parts: list[Any] = []
+    if distributed is not None:
+        parts.append(searcher.DistributedSync(distributed, model, metrics, batches.device))
     parts += [metrics, *([searcher.CellWarnings(model)] if run is not None else []), *setup.parts,
               searcher.DivergenceGuard(model, run)]
     if config.progress and run is not None:

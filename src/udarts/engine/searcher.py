@@ -103,7 +103,8 @@ class SearchBatches:
     def __call__(self, epoch: Epoch) -> Iterator[tuple[Batch, ...]]:
         seed_epoch(self.loaders, self.seed, epoch.index, rank=self.rank)
         for pair in zip(*self.loaders):
-            yield tuple((to_device(images, self.device, self.channels_last), masks.to(self.device)) for images, masks in pair)
+            yield tuple((to_device(images, self.device, self.channels_last), masks.to(self.device))
+                        for images, masks in pair)
 
 
 def search(model: SuperNet, strategy: DartsStrategy, batches: SearchBatches, parts: Sequence[SearchPart], *,
@@ -179,10 +180,10 @@ class DistributedSync(SearchPart):
         self.distributed, self.model, self.metrics, self.device = distributed, model, metrics, device
 
     def on_epoch_end(self, epoch: Epoch) -> None:
-        metrics = self.metrics
-        metrics.train_loss_sum, metrics.val_loss_sum = self.distributed.mean([metrics.train_loss_sum, metrics.val_loss_sum])
-        metrics.confusion.matrix = self.distributed.sum_(metrics.confusion.matrix.to(self.device)).cpu()
-        self.distributed.broadcast_module_(self.model, buffers_only=True)  # BN running statistics (and op masks) of rank 0
+        metrics, distributed = self.metrics, self.distributed
+        metrics.train_loss_sum, metrics.val_loss_sum = distributed.mean([metrics.train_loss_sum, metrics.val_loss_sum])
+        metrics.confusion.matrix = distributed.sum_(metrics.confusion.matrix.to(self.device)).cpu()
+        distributed.broadcast_module_(self.model, buffers_only=True)  # BN running statistics (and op masks) of rank 0
 
 
 class DivergenceGuard(SearchPart):
@@ -216,8 +217,8 @@ class ProgressBars(SearchPart):
     def on_epoch_start(self, epoch: Epoch) -> None:
         if self.epochs_bar is None:
             self.epochs_bar = tqdm(desc="search", initial=epoch.index, total=epoch.epochs)
-        self.bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch.number}" + ("" if epoch.update_alphas else " (warm-up)"),
-                        leave=False)
+        desc = f"epoch {epoch.number}" + ("" if epoch.update_alphas else " (warm-up)")
+        self.bar = tqdm(total=self.steps_per_epoch, desc=desc, leave=False)
         self.loss_sum = 0.0
 
     def on_step(self, epoch: Epoch, batch: tuple[Batch, Batch], out: dict[str, torch.Tensor]) -> None:
