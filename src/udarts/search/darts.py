@@ -57,6 +57,7 @@ from torch import Tensor, nn
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 GradientSync = Callable[[Sequence[Tensor]], None]
+ORDERS = ("first", "second")  # of the alpha gradient (the module docstring)
 
 
 class Searchable(Protocol):
@@ -103,8 +104,8 @@ class DartsStrategy:
         precision: Any = None,
         gradient_sync: GradientSync | None = None,
     ) -> None:
-        if order not in ("first", "second"):
-            raise ValueError(f"search.order must be 'first' or 'second', got {order!r}")
+        if order not in ORDERS:
+            raise ValueError(f"search.order must be one of {ORDERS}, got {order!r}")
         self.grad_scaler = getattr(precision, "grad_scaler", None)
         if order == "second" and self.grad_scaler is not None:
             raise ValueError("search.amp = fp16 (gradient scaling) does not work with search.order = second; use bf16")
@@ -124,7 +125,8 @@ class DartsStrategy:
     # ---- the optimisers' state (checkpoints and resume) ---------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The optimisers' state (with the learning rates that are running) and the gradient scaler's."""
-        state = {"weight_optimizer": self.weight_optimizer.state_dict(), "alpha_optimizer": self.alpha_optimizer.state_dict()}
+        state = {"weight_optimizer": self.weight_optimizer.state_dict(),
+                 "alpha_optimizer": self.alpha_optimizer.state_dict()}
         if self.grad_scaler is not None:
             state["grad_scaler"] = self.grad_scaler.state_dict()
         return state
