@@ -62,3 +62,50 @@ def test_no_module_is_over_400_lines_and_the_cli_under_450():
     lengths = {module_name(path): len(path.read_text().splitlines()) for path in SOURCE.rglob("*.py")}
     assert lengths["udarts.cli"] < 450
     assert not {module: length for module, length in lengths.items() if length > 400}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the udarts modules it imports (at its top or inside functions)."""
+    modules = {module_name(path): path for path in SOURCE.rglob("*.py")}
+    graph = {}
+    for module, path in modules.items():
+        named = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                named.update(f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module
+                             for alias in node.names)
+            elif isinstance(node, ast.Import):
+                named.update(alias.name for alias in node.names)
+        graph[module] = {name for name in named if name in modules and name != module}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of ``graph``: its strongly connected parts of more than one module."""
+    order, low, stack, found = {}, {}, [], []
+
+    def visit(module: str) -> None:
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        for other in graph[module]:
+            if other not in order:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], order[other])
+        if low[module] == order[module]:
+            part = []
+            while not part or part[-1] != module:
+                part.append(stack.pop())
+            if len(part) > 1:
+                found.append(sorted(part))
+
+    for module in graph:
+        if module not in order:
+            visit(module)
+    return found
+
+
+def test_no_import_circle():
+    assert circles(import_graph()) == []
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the checker sees one

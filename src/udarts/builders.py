@@ -151,43 +151,24 @@ def describe_supernet(config: Config, num_classes: int) -> dict[str, Any]:
 
 @dataclass
 class SearchParts:
-    """What ``build_strategy`` makes: the strategy, its two optimisers and the alpha-loss penalties
-    (each ``penalty()`` a scalar tensor; those with ``metrics()`` are logged every epoch)."""
+    """What ``build_strategy`` makes: the strategy (which owns its two optimisers) and the parts of
+    the search loop that the config switches on (``udarts.search.parts.PARTS``: temperature,
+    pruning, penalties), whose loss terms the strategy adds to the alpha loss."""
 
     strategy: Any
-    weight_optimizer: torch.optim.Optimizer
-    alpha_optimizer: torch.optim.Optimizer
-    alpha_lr: float
-    penalties: list[Any]
+    parts: list[Any]
 
-    def penalty(self, kind: type) -> Any:
-        """The penalty of class ``kind``, or ``None``."""
-        return next((penalty for penalty in self.penalties if isinstance(penalty, kind)), None)
+    @property
+    def weight_optimizer(self) -> torch.optim.Optimizer:
+        return self.strategy.weight_optimizer
 
+    @property
+    def alpha_optimizer(self) -> torch.optim.Optimizer:
+        return self.strategy.alpha_optimizer
 
-LATENCY_TABLE_FILE = "latency-table.json"  # in a search run folder: the table its alphas were priced with
-
-
-def latency_table_for_search(config: Config, num_classes: int, run_dir=None):
-    """The latency table a search with ``search.latency_target_ms`` prices its alphas with: the
-    one a resumed run (``run_dir``) recorded, else ``search.latency_table`` if given, else one
-    timed now on this machine (eager PyTorch, one thread, batch 1) at the search's image size and width."""
-    from pathlib import Path
-
-    from udarts.latency import LatencyShape, LatencyTable, LatencyTableError
-    from udarts.latency.measure import measure_table
-
-    try:
-        if run_dir is not None and (Path(run_dir) / LATENCY_TABLE_FILE).is_file():
-            return LatencyTable.load(Path(run_dir) / LATENCY_TABLE_FILE)
-        if config.search.latency_table is not None:
-            return LatencyTable.load(config.search.latency_table)
-        shape = LatencyShape(tuple(config.data.image_size), config.model.width, num_classes, config.model.num_nodes,
-                             config.model.expand_ratio, config.model.se_ratio)
-    except LatencyTableError as error:
-        raise ConfigError(f"search.latency_table: {error}") from None
-    print(f"timing a latency table on this machine ({shape.describe()}, eager, 1 thread) ...")
-    return measure_table(shape, search_ops(config), "eager", threads=1)
+    def part(self, kind: type) -> Any:
+        """The part of class ``kind``, or ``None``."""
+        return next((part for part in self.parts if isinstance(part, kind)), None)
 
 
 def alpha_steps(config: Config, steps_per_epoch: int) -> int:
@@ -195,52 +176,79 @@ def alpha_steps(config: Config, steps_per_epoch: int) -> int:
     return (config.search.epochs - config.search.warmup_epochs) * steps_per_epoch
 
 
+def alpha_rate(config: Config, steps_per_epoch: int) -> float:
+    """The alphas' learning rate at the start of a search: ``search.alpha_lr``, or with
+    ``search.alpha_travel`` the travel over the number of alpha steps."""
+    from udarts.search.darts import alpha_lr_for_budget
+
+    if config.search.alpha_travel is None:
+        return config.search.alpha_lr
+    return alpha_lr_for_budget(config.search.alpha_travel, alpha_steps(config, steps_per_epoch))
+
+
 def build_strategy(config: Config, model: nn.Module, steps_per_epoch: int, ignore_index: int | None,
-                   device: torch.device, distributed=None, latency_table=None) -> SearchParts:
+                   device: torch.device, distributed=None, resume=None) -> SearchParts:
     """DARTS's bilevel step (``udarts.search.darts``) over ``model``: Adam on the alphas at
-    ``search.alpha_lr`` (or ``alpha_travel`` / the number of alpha steps), the weight optimiser,
-    and the alpha-loss penalties (expected FLOPs, beta-decay, the latency target with
-    ``latency_table``, see ``latency_table_for_search``)."""
+    ``alpha_rate``, the weight optimiser, and the loop's parts of the config
+    (``udarts.search.parts.build_parts``; ``resume``: the run folder a resumed search continues),
+    whose loss terms make the alpha loss's penalty."""
+    from pathlib import Path
+
     from udarts.efficiency import MixedPrecision
     from udarts.engine.trainer import build_optimizer
     from udarts.losses import build_loss
-    from udarts.search.darts import DartsStrategy, alpha_lr_for_budget
-    from udarts.search.regularizers import BetaDecay, sum_of
-    from udarts.latency import LatencyTableError
-    from udarts.search.latency import ExpectedLatency, LatencyTargetPenalty
-    from udarts.search.resource import ExpectedFlopsPenalty
+    from udarts.search.darts import DartsStrategy
+    from udarts.search.loop import SearchContext, alpha_penalty
+    from udarts.search.parts import build_parts
 
     search = config.search
+    context = SearchContext(steps_per_epoch, device, distributed, Path(resume) if resume is not None else None)
+    parts = build_parts(config, model, context)
     weight_optimizer = build_optimizer(search.weight_optimizer, model.weight_parameters(), search.weight_lr,
                                        weight_decay=search.weight_decay)
-    alpha_lr = search.alpha_lr
-    if search.alpha_travel is not None:
-        alpha_lr = alpha_lr_for_budget(search.alpha_travel, alpha_steps(config, steps_per_epoch))
-    alpha_optimizer = torch.optim.Adam(model.arch_parameters(), lr=alpha_lr, betas=tuple(search.alpha_betas),
-                                       weight_decay=search.alpha_weight_decay)
+    alpha_optimizer = torch.optim.Adam(model.arch_parameters(), lr=alpha_rate(config, steps_per_epoch),
+                                       betas=tuple(search.alpha_betas), weight_decay=search.alpha_weight_decay)
     precision = MixedPrecision(search.amp, device)
-    penalties: list[Any] = []
-    if search.flops_penalty > 0:
-        penalties.append(ExpectedFlopsPenalty(model, config.data.image_size, search.flops_penalty))
-    if search.beta_decay > 0:
-        penalties.append(BetaDecay(model.alpha_parameters(), search.beta_decay))
-    if search.latency_target_ms is not None:
-        if latency_table is None:
-            raise ConfigError("search.latency_target_ms: no latency table was given to build_strategy")
-        try:
-            expected = ExpectedLatency(model, latency_table, search.top_k)
-            penalties.append(LatencyTargetPenalty(expected, search.latency_target_ms, search.latency_weight))
-        except LatencyTableError as error:
-            where = search.latency_table or "the latency table timed on this machine"
-            raise ConfigError(f"search.latency_table ({where}): {error}") from None
     strategy = DartsStrategy(
         model, build_loss(search.loss, ignore_index), weight_optimizer, alpha_optimizer,
         order=search.order, unrolled_lr=search.unrolled_lr, weight_grad_clip=search.grad_clip,
-        alpha_penalty=sum_of(penalties),
+        alpha_penalty=alpha_penalty(parts),
         precision=precision if precision.enabled else None,
         gradient_sync=distributed.average_ if distributed is not None else None,
     )
-    return SearchParts(strategy, weight_optimizer, alpha_optimizer, alpha_lr, penalties)
+    return SearchParts(strategy, parts)
+
+
+def search_loop_parts(config: Config, model: nn.Module, setup: SearchParts, batches, run, distributed,
+                      info: dict[str, Any]) -> list[Any]:
+    """Every part of the search loop, in the order the loop calls them (``udarts.search.loop``):
+    the epoch's metrics (summed over the processes first under torchrun), the final cell
+    warnings, the config's parts (``setup.parts``), the divergence guard, the progress bars, and
+    on the process that writes the run (``run``), its log and checkpoint, which commit the epoch."""
+    from udarts.engine import searcher
+
+    metrics = searcher.EpochMetrics(len(info["class_names"]), info["ignore_index"])
+    parts: list[Any] = []
+    if distributed is not None:
+        parts.append(searcher.DistributedSync(distributed, model, metrics, batches.device))
+    parts += [metrics, *([searcher.CellWarnings(model)] if run is not None else []), *setup.parts,
+              searcher.DivergenceGuard(model, run)]
+    if config.progress and run is not None:
+        parts.append(searcher.ProgressBars(len(batches)))
+    if run is not None:
+        extra = {"config": config.to_dict(), **info}
+        parts.append(searcher.RunLog(run, model, genotype_of(config, model), [setup.strategy, *parts], extra))
+    return parts
+
+
+def genotype_of(config: Config, model: nn.Module):
+    """``genotype_of(epochs_done)``: the genotype of the supernet's current alphas (``search.top_k``,
+    ``search.max_identity``), with the search's metadata."""
+    from udarts.engine.searcher import current_genotype
+
+    meta = search_meta(config)
+    return lambda epochs_done: current_genotype(model, config.search.top_k, {**meta, "epochs_done": epochs_done},
+                                                config.search.max_identity)
 
 
 def search_meta(config: Config) -> dict[str, Any]:

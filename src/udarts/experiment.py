@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from udarts.builders import (  # noqa: F401  (build_supernet, build_strategy: part of the API)
-    LATENCY_TABLE_FILE, build_loader, build_split, build_strategy, build_supernet, check_u_input_size, dataset_info,
-    fit_width_to_budget, latency_table_for_search, model_spec, resolve_device, search_halves, search_meta,
+    alpha_rate, build_loader, build_split, build_strategy, build_supernet, check_u_input_size, dataset_info,
+    fit_width_to_budget, genotype_of, model_spec, resolve_device, search_halves, search_loop_parts, search_meta,
     seed_everything,
 )
 from udarts.checkpoints import load_trained  # noqa: F401  (part of the API)
@@ -187,22 +187,41 @@ def _start(kind: str, config: Config, out: str | Path | None, resume: str | Path
     return run, state, distributed, device
 
 
-def _continue_rates(optimizer, rate: float) -> None:
-    for group in optimizer.param_groups:  # a lower rate given with resume, to continue after a divergence
-        group["lr"] = rate
+def _record_config(run, config: Config) -> None:
+    """Write ``config`` as the run's ``config.yaml``."""
+    import yaml
+
+    from udarts.io import atomic_write_text
+
+    atomic_write_text(run.path / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 # ---- search ----------------------------------------------------------------------------------------
 
 
+def _resume_search(model, strategy, parts, state: dict[str, Any], config: Config) -> int:
+    """Restore the supernet, the optimisers (with the learning rates that were running) and every
+    part from the checkpoint ``state``; a learning rate the resume changes (``search.weight_lr``,
+    ``search.alpha_lr`` differing from the recorded config) is continued as given. Returns the
+    epochs done."""
+    model.load_state_dict(state["model"])
+    strategy.load_state_dict(state)
+    for part in parts:
+        part.load_state_dict(state)
+    recorded, search = state["config"]["search"], config.search
+    strategy.set_learning_rates(**{name: getattr(search, f"{name}_lr") for name in ("weight", "alpha")
+                                   if getattr(search, f"{name}_lr") != recorded[f"{name}_lr"]})
+    return state["epoch"]
+
+
 def run_search(config: Config, out: str | Path | None = None, *, resume: str | Path | None = None) -> SearchResult:
     """Train the supernet on half of the training split (weights) and the other half (alphas),
-    derive the genotype every epoch, and write the run folder (``resume``: continue that run)."""
+    derive the genotype every epoch, and write the run folder (``resume``: continue that run).
+    With ``search.alpha_travel``, a search that starts from its first epoch records the alpha
+    learning rate the travel gives as ``search.alpha_lr``, the rate a resume continues with."""
     from udarts.efficiency import compile_model, to_channels_last
     from udarts.engine import distributed as multiprocess
-    from udarts.engine.searcher import search
-    from udarts.search.pruning import PruningSchedule
-    from udarts.search.sampling import TemperatureSchedule
+    from udarts.engine.searcher import SearchBatches, search
 
     run, state, distributed, device = _start("search", config, out, resume)
     is_main = distributed is None or distributed.is_main
@@ -212,62 +231,40 @@ def run_search(config: Config, out: str | Path | None = None, *, resume: str | P
                            f"split in two halves; the {config.data.name} train split has {len(train_set)}")
     weight_half, alpha_half = search_halves(config, train_set)
     info = dataset_info(train_set)
-    num_classes = len(info["class_names"])
-
-    search_config = config.search
-    model = build_supernet(config, num_classes).to(device)
-    if distributed is not None and search_config.sync_batchnorm:
+    model = build_supernet(config, len(info["class_names"])).to(device)
+    if distributed is not None and config.search.sync_batchnorm:
         multiprocess.convert_batchnorm(model)
-    if search_config.channels_last:
+    if config.search.channels_last:
         to_channels_last(model)
     weight_loader = _rank_slices(build_loader(config, weight_half, True, device), distributed)
     alpha_loader = _rank_slices(build_loader(config, alpha_half, True, device), distributed)
-    latency_table = latency_table_for_search(config, num_classes, resume) if search_config.latency_target_ms else None
-    parts = build_strategy(config, model, min(len(weight_loader), len(alpha_loader)), info["ignore_index"], device,
-                           distributed, latency_table)
-    start_epoch, best, best_epoch = 0, -math.inf, None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        parts.weight_optimizer.load_state_dict(state["weight_optimizer"])
-        parts.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
-        if parts.strategy.grad_scaler is not None and "grad_scaler" in state:
-            parts.strategy.grad_scaler.load_state_dict(state["grad_scaler"])
-        start_epoch, best, best_epoch = state["epoch"], state["best_miou"], state.get("best_epoch")
-        recorded = state["config"]["search"]
-        if search_config.weight_lr != recorded["weight_lr"]:
-            _continue_rates(parts.weight_optimizer, search_config.weight_lr)
-        if search_config.alpha_lr != recorded["alpha_lr"]:
-            _continue_rates(parts.alpha_optimizer, parts.alpha_lr)
+    batches = SearchBatches(weight_loader, alpha_loader, device, seed=config.seed, channels_last=config.search.channels_last,
+                            rank=distributed.rank if distributed is not None else 0)
+    setup = build_strategy(config, model, len(batches), info["ignore_index"], device, distributed, resume)
+    if state is None and config.search.alpha_travel is not None:
+        config = config.updated({"search": {"alpha_lr": alpha_rate(config, len(batches))}}, "search.alpha_travel")
+        if run is not None and is_main:  # a resumed run that starts again from its first epoch
+            _record_config(run, config)
     run, run_dir = _open_run("search", out, config, run, distributed)
-    if latency_table is not None and is_main:
-        latency_table.save(run.path / LATENCY_TABLE_FILE)
+    parts = search_loop_parts(config, model, setup, batches, run, distributed, info)
+    start_epoch = _resume_search(model, setup.strategy, parts, state, config) if state is not None else 0
+    for part in parts:
+        part.on_search_start(run_dir if is_main else None)
     if distributed is not None:
         distributed.broadcast_module_(model)
-    if search_config.compile:
+    if config.search.compile:
         compile_model(model)
     if is_main:
         processes = f", {distributed.world_size} processes" if distributed is not None else ""
-        print(f"search run: {run_dir}  (device {device}{processes}, mode {search_config.mode}, "
+        print(f"search run: {run_dir}  (device {device}{processes}, mode {config.search.mode}, "
               f"{sum(p.numel() for p in model.parameters()):,} parameters)")
-    pruning = None
-    if search_config.prune_start_epoch is not None:
-        pruning = PruningSchedule(search_config.prune_start_epoch, search_config.prune_every,
-                                  search_config.prune_ops_per_step, search_config.prune_min_ops)
-    genotype = search(
-        model, parts.strategy, weight_loader=weight_loader, alpha_loader=alpha_loader,
-        epochs=search_config.epochs, warmup_epochs=search_config.warmup_epochs, run=run, device=device,
-        num_classes=num_classes, ignore_index=info["ignore_index"], seed=config.seed, top_k=search_config.top_k,
-        search_meta=search_meta(config), checkpoint_extra={"config": config.to_dict(), **info},
-        start_epoch=start_epoch, best_miou=best, best_epoch=best_epoch, progress=config.progress,
-        temperature=TemperatureSchedule(search_config.tau_max, search_config.tau_min, search_config.tau_schedule),
-        pruning=pruning, penalties=parts.penalties, distributed=distributed,
-        channels_last=search_config.channels_last, max_identity=search_config.max_identity,
-    )
+    search(model, setup.strategy, batches, parts, epochs=config.search.epochs,
+           warmup_epochs=config.search.warmup_epochs, start_epoch=start_epoch)
+    genotype = genotype_of(config, model)(config.search.epochs)
     if is_main:
         genotype.save(run.path / "genotype.json")
-        if latency_table is not None:
-            print(f"predicted latency of the derived genotype: {latency_table.predict_ms(genotype):.2f} ms (target "
-                  f"{search_config.latency_target_ms:g} ms; {latency_table.shape.describe()}, {latency_table.identity['runtime']})")
+        for part in parts:
+            part.on_search_end(genotype)
         run.close()
         print(f"genotype: {run.path / 'genotype.json'}")
     multiprocess.shutdown(distributed)

@@ -1,6 +1,6 @@
 """The config schema: one frozen dataclass per section, each default written once and each value
-checked once (in ``__post_init__``), with errors naming the dotted key. Plain data only: this
-module imports nothing from udarts."""
+checked once (in ``__post_init__``; a name against its table of ``udarts.config.names``), with
+errors naming the dotted key. Plain data only: the config package imports nothing else from udarts."""
 
 from __future__ import annotations
 
@@ -10,28 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from udarts.config.errors import ConfigError
+from udarts.config.merging import KeyKinds, merge
+from udarts.config.names import NAMED_KEYS, PAPER_OPS, SAMPLED_MODES
 
-class ConfigError(ValueError):
-    pass
-
-
-# ---- value tables ------------------------------------------------------------------------------
-
-DATASETS = ("synthetic", "pets", "camvid", "folder")
-PETS_TARGETS = ("binary", "trimap")
-BAD_SAMPLE_POLICIES = ("error", "skip")
-LOSSES = ("dice", "ce", "dice_ce")
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("cosine", "none")
-SEARCH_ORDERS = ("first", "second")
-SEARCH_MODES = ("darts", "gdas", "pc_darts", "pc_gdas")
-SAMPLED_MODES = ("gdas", "pc_gdas")  # one op per edge per step (Gumbel), no second-order step
-AMP_MODES = ("none", "bf16", "fp16")
-TAU_SCHEDULES = ("linear", "exponential")
-MODELS = ("searchnet", "unet", "unet_resnet34", "unetpp", "fpn", "deeplabv3", "setr", "lraspp_mobilenet_v3_large",
-          "deeplabv3_mobilenet_v3_large", "unet_mobilenet_v2", "unet_efficientnet_b0", "unet_resnet18")
-MODEL_SCALES = ("cpu", "paper")
-PAPER_OPS = ("conv_3x3", "conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "mbconv_3x3", "mbconv_5x5", "identity")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:[0-9]+)?)$")
 
 
@@ -42,9 +24,12 @@ def _fail(key: str, message: str) -> ConfigError:
     return ConfigError(f"{key}: {message}")
 
 
-def _one_of(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise _fail(key, f"expected one of {list(choices)}, got {value!r}")
+def _names(section: str, values: Any) -> None:
+    """Every name-valued key of ``section`` against its table (``udarts.config.names.NAMED_KEYS``)."""
+    for key, choices in NAMED_KEYS.items():
+        owner, _, name = key.partition(".")
+        if owner == section and getattr(values, name) not in choices:
+            raise _fail(key, f"expected one of {list(choices)}, got {getattr(values, name)!r}")
 
 
 def _number(key: str, value: Any, minimum: float, *, strict: bool = False, nullable: bool = False) -> None:
@@ -85,12 +70,10 @@ class DataConfig:
         size = self.image_size
         if not (len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
             raise _fail("data.image_size", f"expected [height, width] as two positive integers, got {list(size)!r}")
-        _one_of("data.name", self.name, DATASETS)
-        _one_of("data.target", self.target, PETS_TARGETS)
+        _names("data", self)
         if self.name != "pets" and self.target != "binary":
             raise _fail("data.target", f"{self.target!r} applies to the pets dataset only (data.name is {self.name!r}); "
                                        "leave it at 'binary'")
-        _one_of("data.on_bad_sample", self.on_bad_sample, BAD_SAMPLE_POLICIES)
         _number("data.batch_size", self.batch_size, 1)
         _number("data.num_workers", self.num_workers, 0)
         _number("data.num_samples", self.num_samples, 1)
@@ -191,12 +174,7 @@ class SearchConfig:
         if self.warmup_epochs >= self.epochs:
             raise _fail("search.warmup_epochs", f"must be below search.epochs = {self.epochs} (the alphas only move after "
                                                 f"the warm-up), got {self.warmup_epochs}")
-        _one_of("search.loss", self.loss, LOSSES)
-        _one_of("search.weight_optimizer", self.weight_optimizer, OPTIMIZERS)
-        _one_of("search.order", self.order, SEARCH_ORDERS)
-        _one_of("search.mode", self.mode, SEARCH_MODES)
-        _one_of("search.amp", self.amp, AMP_MODES)
-        _one_of("search.tau_schedule", self.tau_schedule, TAU_SCHEDULES)
+        _names("search", self)
         for key in ("weight_lr", "alpha_lr", "tau_max", "tau_min"):
             _number(f"search.{key}", getattr(self, key), 0, strict=True)
         for key in ("weight_decay", "alpha_weight_decay", "flops_penalty", "beta_decay", "latency_weight"):
@@ -242,11 +220,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _number("train.epochs", self.epochs, 1)
-        _one_of("train.model", self.model, MODELS)
-        _one_of("train.model_scale", self.model_scale, MODEL_SCALES)
-        _one_of("train.loss", self.loss, LOSSES)
-        _one_of("train.optimizer", self.optimizer, OPTIMIZERS)
-        _one_of("train.scheduler", self.scheduler, SCHEDULERS)
+        _names("train", self)
         _number("train.lr", self.lr, 0, strict=True)
         _number("train.momentum", self.momentum, 0)
         _number("train.weight_decay", self.weight_decay, 0)
@@ -283,15 +257,11 @@ class Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str = "config") -> "Config":
         """A config from a (possibly partial) mapping: defaults <- ``data``."""
-        from udarts.config.layers import merge
-
-        return _build(merge(DEFAULTS, data, origin))
+        return _build(merge(DEFAULTS, data, origin, KEY_KINDS))
 
     def updated(self, override: dict[str, Any], origin: str) -> "Config":
         """This config with ``override`` (a nested mapping, checked like a config file) on top."""
-        from udarts.config.layers import merge
-
-        return _build(merge(self.to_dict(), override, origin))
+        return _build(merge(self.to_dict(), override, origin, KEY_KINDS))
 
 
 def _plain(value: Any) -> Any:
@@ -303,6 +273,22 @@ def _plain(value: Any) -> Any:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "search": SearchConfig, "train": TrainConfig}
+
+
+def _key_kinds() -> KeyKinds:
+    """What ``merge`` needs to know of the sections' fields: which admit null (``| None``), which
+    hold numbers, and the free mappings (keyword options passed on as they are)."""
+    types = {f"{name}.{item.name}": str(item.type) for name, section in SECTIONS.items()
+             for item in dataclasses.fields(section)}
+    return KeyKinds(
+        nullable=frozenset(key for key, kind in types.items() if "None" in kind),
+        numeric=frozenset(key for key, kind in types.items()
+                          if ("int" in kind or "float" in kind) and "tuple" not in kind),
+        free=frozenset({"train.model_options"}),
+    )
+
+
+KEY_KINDS = _key_kinds()
 
 
 def _build(data: dict[str, Any]) -> Config:

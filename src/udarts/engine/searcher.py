@@ -1,19 +1,20 @@
-"""The search loop: runs a ``DartsStrategy`` over the two halves of the training split, logs the
-alphas every epoch, and keeps the derived genotype of the current alphas in the run folder.
+"""The search loop: one epoch is, for each pair of batches (one from each half of the training
+split), an alpha step then a weight step (``udarts.search.darts.DartsStrategy``), then the epoch's
+end. Everything else is a part of the loop (``udarts.search.loop``), called in the order of its
+list (``udarts.builders.search_loop_parts``):
 
-Options for the cheaper search modes (``docs/search_modes.md``):
-
-- ``temperature``: GDAS's Gumbel-softmax temperature schedule; the sampler is also reseeded every
-  epoch from the run's seed, so a resumed run samples what an uninterrupted one would;
-- ``pruning``: progressive op pruning (``udarts.search.pruning``), applied at the end of the
-  epochs it names; what was dropped when is appended to ``pruning.jsonl`` and counted in
-  ``metrics.jsonl`` (``active_ops``, ``dropped_ops``); the masks are in the checkpoint's model;
-- ``penalties``: the alpha-loss penalties; each one's ``metrics()`` (if it has one: the expected
-  GFLOPs, the expected latency and its target) is logged every epoch;
-- ``distributed``: one process of a ``torchrun`` launch; the epoch's losses and confusion matrix
-  are summed over the processes, and only the process whose ``run`` is not ``None`` (rank 0)
-  writes anything;
-- ``channels_last``: batches move to the device in channels-last memory format.
+- ``EpochMetrics``: the epoch's losses and mIoU (on the alpha half; the weight half during the
+  warm-up), measured during the steps, and the best epoch so far;
+- ``DistributedSync``: one process of a ``torchrun`` launch; the epoch's losses and confusion
+  matrix are summed over the processes and rank 0's BatchNorm statistics (and op masks) broadcast;
+- the config's parts (``udarts.search.parts.PARTS``): the temperature of the sampled modes,
+  progressive pruning, the alpha-loss penalties (expected FLOPs, beta-decay, a latency target);
+- ``DivergenceGuard``: a non-finite or exploded loss, weight or alpha stops the search before
+  anything of that epoch is written, naming the learning rate to lower;
+- ``ProgressBars`` (``progress``), and on the process that writes the run (rank 0), ``CellWarnings``
+  (weakly determined or degenerate cells of the final genotype, on stderr) and ``RunLog``: the
+  derived genotype, ``alphas.jsonl``, the parts' other logs, ``metrics.jsonl`` and the checkpoint,
+  which commits the epoch.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -35,12 +36,8 @@ from udarts.io import append_line, writing
 from udarts.metrics import ConfusionMatrix
 from udarts.search.darts import DartsStrategy
 from udarts.search.diagnostics import CellDiagnostics, diagnose, genotype_warnings, print_warnings
-from udarts.search.pruning import PruningSchedule, count_active_ops, prune
-from udarts.search.sampling import TemperatureSchedule
+from udarts.search.loop import Batch, Epoch, SearchPart, collect_state
 from udarts.search.supernet import SuperNet
-
-# Offset of the sampler's seed from the epoch's seed (which seeds torch's global generator).
-SAMPLER_SEED_OFFSET = 104_729
 
 
 def current_genotype(
@@ -91,146 +88,181 @@ def _lr_key(problem: str) -> str:
     return "search.alpha_lr" if "alpha" in problem else "search.weight_lr"
 
 
-def log_pruning(run: Run, epoch: int, records: list[dict[str, Any]]) -> None:
-    """Append one line per pruned edge to ``pruning.jsonl``."""
-    for record in records:
-        append_line(run.path / "pruning.jsonl", json.dumps({"epoch": epoch, **record}))
+class SearchBatches:
+    """The pairs ``(weight batch, alpha batch)`` of an epoch, from the two halves of the training
+    split: the loaders seeded for the epoch (``seed_epoch``), the batches moved to ``device``."""
+
+    def __init__(self, weight_loader: DataLoader, alpha_loader: DataLoader, device: torch.device, *, seed: int,
+                 rank: int = 0, channels_last: bool = False) -> None:
+        self.loaders = [weight_loader, alpha_loader]
+        self.device, self.seed, self.rank, self.channels_last = device, seed, rank, channels_last
+
+    def __len__(self) -> int:
+        return min(len(loader) for loader in self.loaders)
+
+    def __call__(self, epoch: Epoch) -> Iterator[tuple[Batch, ...]]:
+        seed_epoch(self.loaders, self.seed, epoch.index, rank=self.rank)
+        for pair in zip(*self.loaders):
+            yield tuple((to_device(images, self.device, self.channels_last), masks.to(self.device))
+                        for images, masks in pair)
 
 
-def search(
-    model: SuperNet,
-    strategy: DartsStrategy,
-    *,
-    weight_loader: DataLoader,
-    alpha_loader: DataLoader,
-    epochs: int,
-    warmup_epochs: int,
-    run: Run | None,
-    device: torch.device,
-    num_classes: int,
-    ignore_index: int | None,
-    seed: int,
-    top_k: int,
-    search_meta: dict[str, Any],
-    checkpoint_extra: dict[str, Any],
-    start_epoch: int = 0,
-    best_miou: float = -math.inf,
-    progress: bool = True,
-    on_epoch_end: Callable[[int], None] | None = None,
-    temperature: TemperatureSchedule | None = None,
-    pruning: PruningSchedule | None = None,
-    penalties: Sequence[Any] = (),
-    distributed: Any = None,
-    channels_last: bool = False,
-    max_identity: int | None = None,
-    best_epoch: int | None = None,
-) -> Genotype:
-    """Run the search from ``start_epoch`` to ``epochs`` and return the final genotype; the
-    process that writes the run (``run`` not ``None``) prints, on stderr, a warning for every
-    weakly determined or degenerate cell of it (``udarts.search.diagnostics``)."""
-    progress = progress and run is not None
-    epoch_bar = tqdm(range(start_epoch, epochs), desc="search", disable=not progress, initial=start_epoch, total=epochs)
-    for epoch in epoch_bar:
-        seed_epoch([weight_loader, alpha_loader], seed, epoch, rank=distributed.rank if distributed is not None else 0)
-        tau = None
-        if temperature is not None and model.sampler is not None:
-            tau = temperature.at(epoch, epochs)
-            model.set_temperature(tau)
-            model.reseed_sampler(epoch_seed(seed, epoch) + SAMPLER_SEED_OFFSET)
-        update_alphas = epoch >= warmup_epochs
-        started = time.perf_counter()
+def search(model: SuperNet, strategy: DartsStrategy, batches: SearchBatches, parts: Sequence[SearchPart], *,
+           epochs: int, warmup_epochs: int, start_epoch: int = 0) -> None:
+    """Train the supernet from ``start_epoch`` to ``epochs``; the alphas move after ``warmup_epochs``."""
+    for index in range(start_epoch, epochs):
+        epoch = Epoch(index, epochs, update_alphas=index >= warmup_epochs, seed=epoch_seed(batches.seed, index))
+        for part in parts:
+            part.on_epoch_start(epoch)
         model.train()
-        confusion = ConfusionMatrix(num_classes, ignore_index)
-        train_loss_sum, val_loss_sum, steps = 0.0, 0.0, 0
-        bar = tqdm(
-            zip(weight_loader, alpha_loader),
-            total=min(len(weight_loader), len(alpha_loader)),
-            desc=f"epoch {epoch + 1}" + ("" if update_alphas else " (warm-up)"),
-            leave=False,
-            disable=not progress,
-        )
-        for (train_images, train_masks), (val_images, val_masks) in bar:
-            train_batch = (to_device(train_images, device, channels_last), train_masks.to(device))
-            val_batch = (to_device(val_images, device, channels_last), val_masks.to(device))
-            out = strategy.step(train_batch, val_batch, update_alphas=update_alphas)
-            steps += 1
-            train_loss_sum += float(out["train_loss"])
-            if update_alphas:
-                val_loss_sum += float(out["val_loss"])
-                confusion.update(out["val_logits"], val_batch[1])
-            else:
-                confusion.update(out["train_logits"], train_batch[1])
-            bar.set_postfix(train_loss=f"{train_loss_sum / steps:.4f}")
-            step_losses = {"training loss": float(out["train_loss"])}
-            if update_alphas:
-                step_losses["val-half loss"] = float(out["val_loss"])
-            problem = divergence_problem(None, step_losses)
-            if problem is not None:
-                raise divergence_error("the search", epoch + 1, problem + f" at step {steps}", _lr_key(problem), run)
+        for train_batch, val_batch in batches(epoch):
+            # alpha step on the val batch (after the warm-up), then weight step on the train batch
+            out = strategy.step(train_batch, val_batch, update_alphas=epoch.update_alphas)
+            epoch.steps += 1
+            for part in parts:
+                part.on_step(epoch, (train_batch, val_batch), out)
+        for part in parts:
+            part.on_epoch_end(epoch)
 
-        if distributed is not None:
-            train_loss_sum, val_loss_sum = distributed.mean([train_loss_sum, val_loss_sum])
-            confusion.matrix = distributed.sum_(confusion.matrix.to(device)).cpu()
-            distributed.broadcast_module_(model, buffers_only=True)  # BN running statistics (and op masks) of rank 0
 
-        pruned: list[dict[str, Any]] = []
-        if pruning is not None and pruning.is_due(epoch + 1):
-            pruned = prune(model, pruning)
+# ---- the loop's own parts ------------------------------------------------------------------------
 
-        problem = divergence_problem(model, {})  # non-finite or exploded weights or alphas
+
+class EpochMetrics(SearchPart):
+    """Losses and mIoU of every epoch, measured during its steps: on the alpha half (``val_*``), or
+    the weight half during the warm-up (``train_miou``); the best epoch is the best ``val_miou``."""
+
+    def __init__(self, num_classes: int, ignore_index: int | None) -> None:
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.best_miou, self.best_epoch = -math.inf, None
+
+    def on_epoch_start(self, epoch: Epoch) -> None:
+        self.started = time.perf_counter()
+        self.confusion = ConfusionMatrix(self.num_classes, self.ignore_index)
+        self.train_loss_sum, self.val_loss_sum = 0.0, 0.0
+
+    def on_step(self, epoch: Epoch, batch: tuple[Batch, Batch], out: dict[str, torch.Tensor]) -> None:
+        (_, train_masks), (_, val_masks) = batch
+        self.train_loss_sum += float(out["train_loss"])
+        if epoch.update_alphas:
+            self.val_loss_sum += float(out["val_loss"])
+            self.confusion.update(out["val_logits"], val_masks)
+        else:
+            self.confusion.update(out["train_logits"], train_masks)
+
+    def on_epoch_end(self, epoch: Epoch) -> None:
+        miou, alphas = self.confusion.compute()["miou"], epoch.update_alphas
+        epoch.record.update({
+            "epoch": epoch.number,
+            "train_loss": self.train_loss_sum / max(epoch.steps, 1),
+            "val_loss": self.val_loss_sum / epoch.steps if alphas and epoch.steps else None,
+            "val_miou": miou if alphas else None,
+            "train_miou": None if alphas else miou,
+            "alphas_updated": alphas,
+            "seconds": time.perf_counter() - self.started,
+        })
+        epoch.is_best = alphas and miou > self.best_miou
+        if epoch.is_best:
+            self.best_miou, self.best_epoch = miou, epoch.number
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_miou": self.best_miou, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_miou, self.best_epoch = state["best_miou"], state.get("best_epoch")
+
+
+class DistributedSync(SearchPart):
+    """Under ``torchrun``: the epoch's losses averaged and its confusion matrix summed over the
+    processes (before ``EpochMetrics`` ends the epoch), rank 0's BatchNorm statistics broadcast."""
+
+    def __init__(self, distributed: Any, model: SuperNet, metrics: EpochMetrics, device: torch.device) -> None:
+        self.distributed, self.model, self.metrics, self.device = distributed, model, metrics, device
+
+    def on_epoch_end(self, epoch: Epoch) -> None:
+        metrics, distributed = self.metrics, self.distributed
+        metrics.train_loss_sum, metrics.val_loss_sum = distributed.mean([metrics.train_loss_sum, metrics.val_loss_sum])
+        metrics.confusion.matrix = distributed.sum_(metrics.confusion.matrix.to(self.device)).cpu()
+        distributed.broadcast_module_(self.model, buffers_only=True)  # BN running statistics (and op masks) of rank 0
+
+
+class DivergenceGuard(SearchPart):
+    """A non-finite loss (every step) or a non-finite or exploded weight or alpha (every epoch's
+    end) stops the search before anything of the epoch is written (``DivergenceError``)."""
+
+    def __init__(self, model: SuperNet, run: Run | None) -> None:
+        self.model, self.run = model, run
+
+    def on_step(self, epoch: Epoch, batch: tuple[Batch, Batch], out: dict[str, torch.Tensor]) -> None:
+        losses = {"training loss": float(out["train_loss"])}
+        if epoch.update_alphas:
+            losses["val-half loss"] = float(out["val_loss"])
+        self._check(epoch, divergence_problem(None, losses), f" at step {epoch.steps}")
+
+    def on_epoch_end(self, epoch: Epoch) -> None:
+        self._check(epoch, divergence_problem(self.model, {}), "")
+
+    def _check(self, epoch: Epoch, problem: str | None, where: str) -> None:
         if problem is not None:
-            raise divergence_error("the search", epoch + 1, problem, _lr_key(problem), run)
-        genotype = current_genotype(model, top_k, {**search_meta, "epochs_done": epoch + 1}, max_identity)
-        metrics = confusion.compute()
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss_sum / max(steps, 1),
-            # loss and mIoU on the alpha half (the train half during warm-up), measured during the steps
-            "val_loss": val_loss_sum / steps if update_alphas and steps else None,
-            "val_miou": metrics["miou"] if update_alphas else None,
-            "train_miou": None if update_alphas else metrics["miou"],
-            "alphas_updated": update_alphas,
-            "seconds": time.perf_counter() - started,
-        }
-        if tau is not None:
-            record["tau"] = tau
-        if pruning is not None:
-            record["active_ops"] = count_active_ops(model)
-            record["dropped_ops"] = sum(len(item["dropped"]) for item in pruned)
-        with torch.no_grad():
-            for penalty in penalties:
-                record.update(penalty.metrics() if hasattr(penalty, "metrics") else {})
-        is_best = update_alphas and metrics["miou"] > best_miou
-        if is_best:
-            best_miou, best_epoch = metrics["miou"], epoch + 1
-        if run is not None:
-            with writing(run.path / "genotype.json"):  # a full disk names the file
-                genotype.save(run.path / "genotype.json")
-            log_alphas(run, model, epoch + 1, genotype)
-            if pruned:
-                log_pruning(run, epoch + 1, pruned)
-            run.log(record, step=epoch + 1)
-            state = {
-                "kind": "search",
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "weight_optimizer": strategy.weight_optimizer.state_dict(),
-                "alpha_optimizer": strategy.alpha_optimizer.state_dict(),
-                "best_miou": best_miou,
-                "best_epoch": best_epoch,
-                "genotype": genotype.to_dict(),
-                **checkpoint_extra,
-            }
-            if strategy.grad_scaler is not None:
-                state["grad_scaler"] = strategy.grad_scaler.state_dict()
-            if tau is not None:
-                state["tau"] = tau
-            run.save_epoch(state, is_best)
-        epoch_bar.set_postfix(train_loss=f"{record['train_loss']:.4f}")
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1)
-    genotype = current_genotype(model, top_k, {**search_meta, "epochs_done": epochs}, max_identity)
-    if run is not None:
-        print_warnings(genotype_warnings(genotype_diagnostics(model, genotype)))
-    return genotype
+            raise divergence_error("the search", epoch.number, problem + where, _lr_key(problem), self.run)
 
+
+class ProgressBars(SearchPart):
+    """A bar over the epochs and one over each epoch's steps, with the mean training loss."""
+
+    def __init__(self, steps_per_epoch: int) -> None:
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs_bar: Any = None
+
+    def on_epoch_start(self, epoch: Epoch) -> None:
+        if self.epochs_bar is None:
+            self.epochs_bar = tqdm(desc="search", initial=epoch.index, total=epoch.epochs)
+        desc = f"epoch {epoch.number}" + ("" if epoch.update_alphas else " (warm-up)")
+        self.bar = tqdm(total=self.steps_per_epoch, desc=desc, leave=False)
+        self.loss_sum = 0.0
+
+    def on_step(self, epoch: Epoch, batch: tuple[Batch, Batch], out: dict[str, torch.Tensor]) -> None:
+        self.loss_sum += float(out["train_loss"])
+        self.bar.set_postfix(train_loss=f"{self.loss_sum / epoch.steps:.4f}", refresh=False)
+        self.bar.update()
+
+    def on_epoch_end(self, epoch: Epoch) -> None:
+        self.bar.close()
+        self.epochs_bar.set_postfix(train_loss=f"{epoch.record['train_loss']:.4f}", refresh=False)
+        self.epochs_bar.update()
+        if epoch.number == epoch.epochs:
+            self.epochs_bar.close()
+
+
+class CellWarnings(SearchPart):
+    """At the end, a warning on stderr for every weakly determined or degenerate cell of the final
+    genotype (``udarts.search.diagnostics``)."""
+
+    def __init__(self, model: SuperNet) -> None:
+        self.model = model
+
+    def on_search_end(self, genotype: Genotype) -> None:
+        print_warnings(genotype_warnings(genotype_diagnostics(self.model, genotype)))
+
+
+class RunLog(SearchPart):
+    """The run folder, at the end of every epoch: the genotype of the current alphas, the alphas
+    (``alphas.jsonl``), the parts' other logs (``epoch.lines``), the epoch's metrics and the
+    checkpoint (the model, ``states``' ``state_dict()``s, ``extra``), which commits the epoch."""
+
+    def __init__(self, run: Run, model: SuperNet, genotype_of: Callable[[int], Genotype], states: Sequence[Any],
+                 extra: dict[str, Any]) -> None:
+        self.run, self.model, self.genotype_of, self.states, self.extra = run, model, genotype_of, states, extra
+
+    def on_epoch_end(self, epoch: Epoch) -> None:
+        run, genotype = self.run, self.genotype_of(epoch.number)
+        with writing(run.path / "genotype.json"):  # a full disk names the file
+            genotype.save(run.path / "genotype.json")
+        log_alphas(run, self.model, epoch.number, genotype)
+        for name, records in epoch.lines.items():
+            for record in records:
+                append_line(run.path / name, json.dumps(record))
+        run.log(epoch.record, step=epoch.number)
+        state = {"kind": "search", "epoch": epoch.number, "model": self.model.state_dict(),
+                 **collect_state(self.states), "genotype": genotype.to_dict(), **self.extra}
+        run.save_epoch(state, epoch.is_best)

@@ -28,11 +28,15 @@ an equal Hessian also 25x smaller than DARTS's at its initial ``xi`` of 0.025). 
 gradient is therefore closer to the first-order one (``xi = 0``) than a lookahead of the actual
 Adam step would be; ``unrolled_lr`` sets ``xi``.
 
+The strategy owns its two optimisers: ``state_dict()`` / ``load_state_dict()`` carry their state
+(with the learning rates that are running) and the gradient scaler's over a resume, and
+``set_learning_rates`` continues with other rates.
+
 Options (all off by default, which is plain DARTS):
 
-- ``alpha_penalty()``: a scalar added to the alpha loss (the expected-FLOPs penalty of
-  ``udarts.search.resource``); the logged ``val_loss`` stays the data loss, the penalty is
-  returned as ``alpha_penalty``;
+- ``alpha_penalty()``: a scalar added to the alpha loss (the sum of the search loop's parts'
+  loss terms, ``udarts.search.loop.alpha_penalty``: expected FLOPs, beta-decay, a latency
+  target); the logged ``val_loss`` stays the data loss, the penalty is returned as ``alpha_penalty``;
 - ``precision``: a ``udarts.efficiency.MixedPrecision``; every forward pass and loss runs under
   its autocast, and with fp16 its ``GradScaler`` scales both losses (one scale update per step);
   fp16 is refused with the second order (the finite differences would see scaled gradients);
@@ -53,6 +57,7 @@ from torch import Tensor, nn
 Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 GradientSync = Callable[[Sequence[Tensor]], None]
+ORDERS = ("first", "second")  # of the alpha gradient (the module docstring)
 
 
 class Searchable(Protocol):
@@ -99,8 +104,8 @@ class DartsStrategy:
         precision: Any = None,
         gradient_sync: GradientSync | None = None,
     ) -> None:
-        if order not in ("first", "second"):
-            raise ValueError(f"search.order must be 'first' or 'second', got {order!r}")
+        if order not in ORDERS:
+            raise ValueError(f"search.order must be one of {ORDERS}, got {order!r}")
         self.grad_scaler = getattr(precision, "grad_scaler", None)
         if order == "second" and self.grad_scaler is not None:
             raise ValueError("search.amp = fp16 (gradient scaling) does not work with search.order = second; use bf16")
@@ -116,6 +121,28 @@ class DartsStrategy:
         self.alpha_penalty = alpha_penalty
         self.precision = precision
         self.gradient_sync = gradient_sync
+
+    # ---- the optimisers' state (checkpoints and resume) ---------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The optimisers' state (with the learning rates that are running) and the gradient scaler's."""
+        state = {"weight_optimizer": self.weight_optimizer.state_dict(),
+                 "alpha_optimizer": self.alpha_optimizer.state_dict()}
+        if self.grad_scaler is not None:
+            state["grad_scaler"] = self.grad_scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()``'s state exactly, the learning rates included."""
+        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        if self.grad_scaler is not None and "grad_scaler" in state:
+            self.grad_scaler.load_state_dict(state["grad_scaler"])
+
+    def set_learning_rates(self, weight: float | None = None, alpha: float | None = None) -> None:
+        """Continue with the given rate(s), as given (a lower one after a divergence)."""
+        for optimizer, rate in ((self.weight_optimizer, weight), (self.alpha_optimizer, alpha)):
+            for group in optimizer.param_groups if rate is not None else ():
+                group["lr"] = rate
 
     # ---- helpers for the options -------------------------------------------------------------
     def _autocast(self):

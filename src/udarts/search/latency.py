@@ -19,18 +19,29 @@ above it) taken as a loss in log form::
 
 so it pulls only while the architecture is predicted slower than the target, and by the same
 force for the same relative excess whatever the device's speed.
+
+``LatencyTargetPenalty`` is a part of the search loop (``udarts.search.loop``;
+``search.latency_target_ms``): its loss term is the penalty; every epoch it logs
+``expected_latency_ms`` and ``latency_target_ms``; it keeps its table in the run folder
+(``latency-table.json``, which a resumed search prices with again) and prints, at the end, the
+predicted latency of the derived genotype.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from udarts.latency.table import LatencyTable, LatencyTableError
+from udarts.config import Config, ConfigError
+from udarts.latency.table import LatencyShape, LatencyTable, LatencyTableError
 from udarts.ops import NONE_OP
+from udarts.search.loop import Epoch, SearchContext, SearchPart
 from udarts.space import cell_slots
+
+LATENCY_TABLE_FILE = "latency-table.json"  # in a search run folder: the table its alphas were priced with
 
 
 class ExpectedLatency:
@@ -70,8 +81,20 @@ class ExpectedLatency:
         return self.table.calibrate(total + self.constant_ms)
 
 
-class LatencyTargetPenalty:
+class LatencyTargetPenalty(SearchPart):
     """``penalty()`` -> ``weight * max(0, log(expected_ms / target_ms))`` (see the module docstring)."""
+
+    @classmethod
+    def from_config(cls, config: Config, model: Any, context: SearchContext) -> "LatencyTargetPenalty | None":
+        search = config.search
+        if search.latency_target_ms is None:
+            return None
+        table = table_for_search(config, model, context.resume)
+        try:
+            return cls(ExpectedLatency(model, table, search.top_k), search.latency_target_ms, search.latency_weight)
+        except LatencyTableError as error:
+            where = search.latency_table or "the latency table timed on this machine"
+            raise ConfigError(f"search.latency_table ({where}): {error}") from None
 
     def __init__(self, expected: ExpectedLatency, target_ms: float, weight: float) -> None:
         if target_ms <= 0:
@@ -95,6 +118,41 @@ class LatencyTargetPenalty:
 
     def metrics(self) -> dict[str, float]:
         return {"expected_latency_ms": float(self.expected_ms()), "latency_target_ms": self.target_ms}
+
+    def loss_terms(self) -> dict[str, Tensor]:
+        return {"latency": self()}
+
+    def on_search_start(self, run_dir: Path | None) -> None:
+        if run_dir is not None:
+            self.expected.table.save(run_dir / LATENCY_TABLE_FILE)
+
+    def on_epoch_end(self, epoch: Epoch) -> None:
+        with torch.no_grad():
+            epoch.record.update(self.metrics())
+
+    def on_search_end(self, genotype: Any) -> None:
+        table = self.expected.table
+        print(f"predicted latency of the derived genotype: {table.predict_ms(genotype):.2f} ms (target "
+              f"{self.target_ms:g} ms; {table.shape.describe()}, {table.identity['runtime']})")
+
+
+def table_for_search(config: Config, model: Any, run_dir: str | Path | None = None) -> LatencyTable:
+    """The latency table a search with ``search.latency_target_ms`` prices its alphas with: the
+    one a resumed run (``run_dir``) recorded, else ``search.latency_table`` if given, else one
+    timed now on this machine (eager PyTorch, one thread, batch 1) at the search's image size and width."""
+    from udarts.latency.measure import measure_table
+
+    try:
+        if run_dir is not None and (Path(run_dir) / LATENCY_TABLE_FILE).is_file():
+            return LatencyTable.load(Path(run_dir) / LATENCY_TABLE_FILE)
+        if config.search.latency_table is not None:
+            return LatencyTable.load(config.search.latency_table)
+        shape = LatencyShape(tuple(config.data.image_size), config.model.width, model.num_classes,
+                             config.model.num_nodes, config.model.expand_ratio, config.model.se_ratio)
+    except LatencyTableError as error:
+        raise ConfigError(f"search.latency_table: {error}") from None
+    print(f"timing a latency table on this machine ({shape.describe()}, eager, 1 thread) ...")
+    return measure_table(shape, model.op_names, "eager", threads=1)
 
 
 def check_table_fits(table: LatencyTable, model: Any) -> None:

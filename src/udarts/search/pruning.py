@@ -17,6 +17,10 @@ The rule (``PruningSchedule``), applied at the end of an epoch:
 A dropped op's alpha leaves the softmax (weight exactly 0) and the op is no longer computed; its
 weights stay in the model (so checkpoints keep their shape) but get no gradient. The masks are
 part of the supernet's state dict, so a checkpoint and a resumed run keep them.
+
+``Pruning`` is the rule as a part of the search loop (``udarts.search.loop``): it prunes at the
+end of the epochs the schedule names, logs ``active_ops`` and ``dropped_ops`` every epoch, and
+appends what was dropped to the run folder's ``pruning.jsonl`` (one line per changed edge).
 """
 
 from __future__ import annotations
@@ -26,8 +30,12 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
+from udarts.config import Config
 from udarts.ops import NONE_OP
+from udarts.search.loop import Epoch, SearchContext, SearchPart
 from udarts.space import Edge
+
+PRUNING_LOG = "pruning.jsonl"  # in the run folder: what was dropped when
 
 
 @dataclass(frozen=True)
@@ -99,3 +107,24 @@ def _record(cell_name: str, edge: Edge, op_names: Sequence[str], weights: Tensor
 def count_active_ops(model: Any) -> int:
     return int(sum(int(cell.op_mask.sum()) for cell in model.cells))
 
+
+
+class Pruning(SearchPart):
+    @classmethod
+    def from_config(cls, config: Config, model: Any, context: SearchContext) -> "Pruning | None":
+        search = config.search
+        if search.prune_start_epoch is None:
+            return None
+        return cls(model, PruningSchedule(search.prune_start_epoch, search.prune_every, search.prune_ops_per_step,
+                                          search.prune_min_ops))
+
+    def __init__(self, model: Any, schedule: PruningSchedule) -> None:
+        self.model = model
+        self.schedule = schedule
+
+    def on_epoch_end(self, epoch: Epoch) -> None:
+        pruned = prune(self.model, self.schedule) if self.schedule.is_due(epoch.number) else []
+        epoch.record["active_ops"] = count_active_ops(self.model)
+        epoch.record["dropped_ops"] = sum(len(item["dropped"]) for item in pruned)
+        if pruned:
+            epoch.lines[PRUNING_LOG] = [{"epoch": epoch.number, **record} for record in pruned]

@@ -10,19 +10,28 @@ Its gradient with respect to ``alpha_{e,o}`` is ``weight * softmax(alpha_e)_o / 
 pulls the strongest ops down hardest, which keeps the logits' scale in check and damps DARTS's
 drift towards parameter-free ops (identity) that the paper shows comes with a collapse of the
 searched network. The paper ramps the weight up during the search; here it is constant
-(``search.beta_decay``), which is the simpler of the two and what the benchmark measures.
+(``search.beta_decay``), which is the simpler of the two and what the benchmark measures. It is a
+part of the search loop (``udarts.search.loop``) with this one loss term.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from udarts.config import Config
+from udarts.search.loop import SearchContext, SearchPart
 
-class BetaDecay:
+
+class BetaDecay(SearchPart):
     """``penalty()`` -> ``weight * mean logsumexp`` over the edges of the given alpha tensors."""
+
+    @classmethod
+    def from_config(cls, config: Config, model: Any, context: SearchContext) -> "BetaDecay | None":
+        weight = config.search.beta_decay
+        return cls(model.alpha_parameters(), weight) if weight > 0 else None
 
     def __init__(self, alphas: Sequence[nn.Parameter], weight: float) -> None:
         if weight < 0:
@@ -34,12 +43,5 @@ class BetaDecay:
         per_edge = torch.cat([torch.logsumexp(alpha, dim=-1) for alpha in self.alphas])  # (num_edges,)
         return self.weight * per_edge.mean()
 
-
-def sum_of(penalties: Sequence[Callable[[], Tensor]]) -> Callable[[], Tensor] | None:
-    """One alpha penalty from several (``None`` when there is none)."""
-    penalties = list(penalties)
-    if not penalties:
-        return None
-    if len(penalties) == 1:
-        return penalties[0]
-    return lambda: sum(penalty() for penalty in penalties)
+    def loss_terms(self) -> dict[str, Tensor]:
+        return {"beta_decay": self()}

@@ -12,6 +12,9 @@ in the derived network, whatever the search mode). The expected FLOPs of an edge
 so ``weight`` is "loss per GFLOP per image". Its gradient pushes each alpha towards the ops that
 cost less than the edge's current expectation. The sum runs over every edge of the supernet
 (derivation keeps ``top_k`` per node), which only rescales ``weight``.
+
+A part of the search loop (``udarts.search.loop``; ``search.flops_penalty``): its loss term is the
+penalty, and every epoch it logs ``expected_gflops``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from udarts.config import Config
 from udarts.ops import OpSettings, build_op
+from udarts.search.loop import Epoch, SearchContext, SearchPart
 from udarts.space import DOWNSAMPLING
 
 
@@ -52,8 +57,13 @@ def cell_flops_tables(model: Any, image_size: Sequence[int]) -> list[Tensor]:
     return tables
 
 
-class ExpectedFlopsPenalty:
+class ExpectedFlopsPenalty(SearchPart):
     """``penalty()`` -> ``weight * expected GFLOPs`` of a ``SuperNet``'s edges (a scalar tensor)."""
+
+    @classmethod
+    def from_config(cls, config: Config, model: Any, context: SearchContext) -> "ExpectedFlopsPenalty | None":
+        weight = config.search.flops_penalty
+        return cls(model, config.data.image_size, weight) if weight > 0 else None
 
     def __init__(self, model: Any, image_size: Sequence[int], weight: float) -> None:
         if weight < 0:
@@ -75,3 +85,10 @@ class ExpectedFlopsPenalty:
 
     def metrics(self) -> dict[str, float]:
         return {"expected_gflops": float(self.expected_gflops())}
+
+    def loss_terms(self) -> dict[str, Tensor]:
+        return {"flops": self()}
+
+    def on_epoch_end(self, epoch: Epoch) -> None:
+        with torch.no_grad():
+            epoch.record.update(self.metrics())

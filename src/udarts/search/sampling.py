@@ -12,18 +12,26 @@ run). The temperature ``tau`` falls during the search (GDAS: linearly from 10 to
 
 Samples come from a ``torch.Generator`` of the sampler's own, reseeded every epoch from the run's
 seed: a resumed run draws the same architectures, and under ``torchrun`` every process draws the
-same ones (so the processes train the same sampled network on their slices of the batch).
+same ones (so the processes train the same sampled network on their slices of the batch). The
+search loop's ``Temperature`` part (``udarts.search.loop``) sets the temperature and the seed at
+the start of every epoch.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from udarts.config import Config
+from udarts.search.loop import Epoch, SearchContext, SearchPart
+
+# Offset of the sampler's seed from the epoch's seed (which seeds torch's global generator).
+SAMPLER_SEED_OFFSET = 104_729
 
 
 def linear_tau(start: float, end: float, progress: float) -> float:
@@ -61,6 +69,34 @@ class TemperatureSchedule:
         if progress >= 1.0:
             return self.end
         return TAU_SCHEDULES[self.kind](self.start, self.end, progress)
+
+
+class Temperature(SearchPart):
+    """The sampled modes' temperature as a part of the search loop: at the start of every epoch
+    ``tau`` from the schedule and the sampler reseeded from the epoch's seed (so a resumed run
+    samples what an uninterrupted one would); ``tau`` is logged and kept in the checkpoint."""
+
+    @classmethod
+    def from_config(cls, config: Config, model: Any, context: SearchContext) -> "Temperature | None":
+        search = config.search
+        schedule = TemperatureSchedule(search.tau_max, search.tau_min, search.tau_schedule)
+        return cls(model, schedule) if model.sampler is not None else None
+
+    def __init__(self, model: Any, schedule: TemperatureSchedule) -> None:
+        self.model = model
+        self.schedule = schedule
+        self.tau: float | None = None
+
+    def on_epoch_start(self, epoch: Epoch) -> None:
+        self.tau = self.schedule.at(epoch.index, epoch.epochs)
+        self.model.set_temperature(self.tau)
+        self.model.reseed_sampler(epoch.seed + SAMPLER_SEED_OFFSET)
+
+    def on_epoch_end(self, epoch: Epoch) -> None:
+        epoch.record["tau"] = self.tau
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tau": self.tau}
 
 
 def gumbel_noise(shape: torch.Size, generator: torch.Generator | None = None) -> Tensor:
