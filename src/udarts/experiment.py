@@ -42,6 +42,7 @@ from udarts.builders import (  # noqa: F401  (build_supernet, build_strategy: pa
 from udarts.checkpoints import load_trained  # noqa: F401  (part of the API)
 from udarts.config import Config, ConfigError, changed_keys, dotted, resolve
 from udarts.data.base import DatasetError
+from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT
 from udarts.genotype import Genotype
 
 
@@ -52,7 +53,7 @@ class SearchResult:
 
     @property
     def genotype_path(self) -> Path:
-        return self.run_dir / "genotype.json"
+        return self.run_dir / GENOTYPE_FILE
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class TrainResult:
 
     @property
     def best_checkpoint(self) -> Path:
-        return self.run_dir / "best.pt"
+        return self.run_dir / BEST_CHECKPOINT
 
 
 # ---- run folders -----------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ def resumed_config(run_dir: str | Path, kind: str, overrides: list[tuple[dict[st
     from udarts.engine.runs import Run
 
     run = Run(run_dir, resume=True)
-    config_file = str(run.path / "config.yaml")
+    config_file = str(run.path / CONFIG_FILE)
     recorded = Config.from_dict(run.config(), config_file).to_dict()
     config = resolve(None, [(recorded, config_file), *overrides])
     refused = [key for key in changed_keys(recorded, config.to_dict()) if key not in RESUME_SAFE_KEYS[kind]]
@@ -112,11 +113,11 @@ def _reopen(run_dir: str | Path, kind: str, config: Config) -> tuple[Any, dict[s
     from udarts.io import atomic_write_text
 
     run = Run(run_dir, resume=True)
-    recorded = Config.from_dict(run.config(), str(run.path / "config.yaml")).to_dict()
+    recorded = Config.from_dict(run.config(), str(run.path / CONFIG_FILE)).to_dict()
     changed = changed_keys(recorded, config.to_dict())
     state, done = None, 0
-    if (run.path / "last.pt").is_file():
-        state = load_checkpoint(run.path / "last.pt", kind=kind)
+    if (run.path / LAST_CHECKPOINT).is_file():
+        state = load_checkpoint(run.path / LAST_CHECKPOINT, kind=kind)
         done = state["epoch"]
     elif launched_rank() == 0:
         print(f"note: {run.path} has no checkpoint yet (it stopped during its first epoch): starting it again from "
@@ -128,8 +129,8 @@ def _reopen(run_dir: str | Path, kind: str, config: Config) -> tuple[Any, dict[s
         run.truncate_logs(done)
         run.recover(state or {})
         if changed:
-            atomic_write_text(run.path / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-            print(f"resume: {_changes(recorded, config.to_dict(), changed, ', ')} (recorded in {run.path / 'config.yaml'})")
+            atomic_write_text(run.path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+            print(f"resume: {_changes(recorded, config.to_dict(), changed, ', ')} (recorded in {run.path / CONFIG_FILE})")
     return run, state
 
 
@@ -269,9 +270,9 @@ def run_search(config: Config, out: str | Path | None = None, *, resume: str | P
         channels_last=search_config.channels_last, max_identity=search_config.max_identity,
     )
     if is_main:
-        genotype.save(run.path / "genotype.json")
+        genotype.save(run.path / GENOTYPE_FILE)
         run.close()
-        print(f"genotype: {run.path / 'genotype.json'}")
+        print(f"genotype: {run.path / GENOTYPE_FILE}")
     multiprocess.shutdown(distributed)
     return SearchResult(run_dir, genotype if is_main else None)
 
@@ -343,7 +344,7 @@ def run_train(config: Config, out: str | Path | None = None, *, resume: str | Pa
         last = result["last"]
         if last:
             print(f"epoch {last['epoch']}: val mIoU {100 * last['val_miou']:.2f}, pixel accuracy "
-                  f"{100 * last['val_pixel_accuracy']:.2f}; best val mIoU {100 * result['best_miou']:.2f} (best.pt)")
+                  f"{100 * last['val_pixel_accuracy']:.2f}; best val mIoU {100 * result['best_miou']:.2f} ({BEST_CHECKPOINT})")
         else:
             print(f"nothing to train: {run_dir} already has {start_epoch} of {train.epochs} epochs")
     multiprocess.shutdown(distributed)

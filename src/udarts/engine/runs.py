@@ -1,11 +1,5 @@
 """Run folders: one folder per run, readable by a person and safe against crashes.
-
-    RUN_DIR/
-      config.yaml       the resolved config (defaults <- config file <- flags)
-      metrics.jsonl     one JSON object per epoch
-      tb/               TensorBoard events
-      last.pt, best.pt  checkpoints, written atomically (temp file + rename)
-      genotype.json     (search runs) the current derived architecture
+``engine.layout`` names every file in it; ``Run`` reads and writes them.
 
 Everything is written by replacing whole files or appending whole lines, so a crash leaves the
 previous version of every file intact. An epoch is committed by ``last.pt``: a new best is first
@@ -29,6 +23,15 @@ from typing import Any
 import torch
 import yaml
 
+from udarts.engine.layout import (
+    BEST_CHECKPOINT,
+    BEST_PENDING,
+    CONFIG_FILE,
+    LAST_CHECKPOINT,
+    LOGS,
+    METRICS_LOG,
+    TENSORBOARD_DIR,
+)
 from udarts.io import (
     append_line,
     atomic_write,
@@ -37,9 +40,6 @@ from udarts.io import (
     read_jsonl,
     writing,
 )
-
-
-BEST_PENDING = "best.pt.next"  # a new best.pt, written before last.pt commits its epoch
 
 
 class CheckpointError(ValueError):
@@ -92,7 +92,7 @@ def load_checkpoint(
     file when it is truncated, empty, not a udarts checkpoint, or not of ``kind`` ("train"/"search")."""
     path = Path(path)
     if path.is_dir():
-        path = path / "last.pt"
+        path = path / LAST_CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
@@ -162,8 +162,8 @@ class Run:
     def __init__(self, path: str | os.PathLike, config: dict[str, Any] | None = None, resume: bool = False) -> None:
         self.path = Path(path)
         if resume:
-            if not (self.path / "config.yaml").is_file():
-                raise FileNotFoundError(f"{self.path}: not a udarts run folder (no config.yaml)")
+            if not (self.path / CONFIG_FILE).is_file():
+                raise FileNotFoundError(f"{self.path}: not a udarts run folder (no {CONFIG_FILE})")
         else:
             check_out_folder(self.path, "run folder")
             if self.path.exists() and any(self.path.iterdir()):
@@ -171,15 +171,15 @@ class Run:
             with writing(self.path):
                 self.path.mkdir(parents=True, exist_ok=True)
         if config is not None:
-            atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+            atomic_write_text(self.path / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
         self._writer = None
 
     @property
     def metrics_path(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / METRICS_LOG
 
     def config(self) -> dict[str, Any]:
-        return yaml.safe_load((self.path / "config.yaml").read_text())
+        return yaml.safe_load((self.path / CONFIG_FILE).read_text())
 
     def log(self, record: dict[str, Any], step: int) -> None:
         """Append one JSON line (flushed and synced) and the record's scalars to TensorBoard."""
@@ -191,13 +191,11 @@ class Run:
                 writer.add_scalar(key, value, step)
         writer.flush()
 
-    def read_metrics(self, name: str = "metrics.jsonl") -> list[dict[str, Any]]:
+    def read_metrics(self, name: str = METRICS_LOG) -> list[dict[str, Any]]:
         """The records of a log; lines that are not JSON records (torn by a crash) are left out."""
         return read_jsonl(self.path / name)
 
-    def truncate_logs(
-        self, last_epoch: int, names: tuple[str, ...] = ("metrics.jsonl", "alphas.jsonl", "pruning.jsonl")
-    ) -> list[str]:
+    def truncate_logs(self, last_epoch: int, names: tuple[str, ...] = LOGS) -> list[str]:
         """Drop records after ``last_epoch`` (logged before a crash but never checkpointed) and lines
         torn by a crash or a full disk; returns (and prints on stderr) a note per torn line dropped."""
         notes = []
@@ -218,9 +216,9 @@ class Run:
         which records ``best_epoch``), then ``best.pt.next`` becomes ``best.pt``."""
         if is_best:
             self.save(state, BEST_PENDING)
-        self.save(state, "last.pt")
+        self.save(state, LAST_CHECKPOINT)
         if is_best:
-            os.replace(self.path / BEST_PENDING, self.path / "best.pt")
+            os.replace(self.path / BEST_PENDING, self.path / BEST_CHECKPOINT)
 
     def recover(self, last_state: dict[str, Any]) -> list[str]:
         """On resume: finish or drop a commit that a kill cut short (see ``save_epoch``) and remove
@@ -237,17 +235,17 @@ class Run:
             except CheckpointError:
                 pending_epoch = None
             if pending_epoch is not None and pending_epoch == best_epoch:
-                os.replace(pending, self.path / "best.pt")
-                notes.append(f"note: best.pt of epoch {best_epoch} completed from {BEST_PENDING}")
+                os.replace(pending, self.path / BEST_CHECKPOINT)
+                notes.append(f"note: {BEST_CHECKPOINT} of epoch {best_epoch} completed from {BEST_PENDING}")
             else:
                 pending.unlink()
-                notes.append(f"note: dropped {BEST_PENDING} of an epoch last.pt never committed")
-        best_path = self.path / "best.pt"
+                notes.append(f"note: dropped {BEST_PENDING} of an epoch {LAST_CHECKPOINT} never committed")
+        best_path = self.path / BEST_CHECKPOINT
         if best_epoch is not None and best_path.is_file():
             best = load_checkpoint(best_path)
             if best.get("epoch") != best_epoch:
-                raise CheckpointError(f"{best_path}: holds epoch {best.get('epoch')}, but last.pt records the best as "
-                                      f"epoch {best_epoch}; the run folder was changed by hand")
+                raise CheckpointError(f"{best_path}: holds epoch {best.get('epoch')}, but {LAST_CHECKPOINT} records the "
+                                      f"best as epoch {best_epoch}; the run folder was changed by hand")
         for note in notes:
             print(note, file=sys.stderr)
         return notes
@@ -256,7 +254,7 @@ class Run:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.path / "tb"))
+            self._writer = SummaryWriter(log_dir=str(self.path / TENSORBOARD_DIR))
         return self._writer
 
     def save(self, state: dict[str, Any], name: str) -> Path:

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from udarts.efficiency import to_device
+from udarts.engine.layout import ALPHAS_LOG, GENOTYPE_FILE, PRUNING_LOG
 from udarts.engine.runs import Run
 from udarts.engine.trainer import divergence_error, divergence_problem, epoch_seed, seed_epoch
 from udarts.genotype import Genotype, derive
@@ -75,7 +76,7 @@ def log_alphas(run: Run, model: SuperNet, epoch: int, genotype: Genotype | None 
     diagnostics = genotype_diagnostics(model, genotype) if genotype is not None else []
     if diagnostics:
         record["diagnostics"] = {item.name: item.to_dict() for item in diagnostics}
-    append_line(run.path / "alphas.jsonl", json.dumps(record))
+    append_line(run.path / ALPHAS_LOG, json.dumps(record))
     writer = run.tensorboard()
     for slot, weights in zip(model.slots, model.alphas_softmax()):
         for op_index, op_name in enumerate(model.op_names):
@@ -93,7 +94,7 @@ def _lr_key(problem: str) -> str:
 def log_pruning(run: Run, epoch: int, records: list[dict[str, Any]]) -> None:
     """Append one line per pruned edge to ``pruning.jsonl``."""
     for record in records:
-        append_line(run.path / "pruning.jsonl", json.dumps({"epoch": epoch, **record}))
+        append_line(run.path / PRUNING_LOG, json.dumps({"epoch": epoch, **record}))
 
 
 def search(
@@ -203,8 +204,8 @@ def search(
         if is_best:
             best_miou, best_epoch = metrics["miou"], epoch + 1
         if run is not None:
-            with writing(run.path / "genotype.json"):  # a full disk names the file
-                genotype.save(run.path / "genotype.json")
+            with writing(run.path / GENOTYPE_FILE):  # a full disk names the file
+                genotype.save(run.path / GENOTYPE_FILE)
             log_alphas(run, model, epoch + 1, genotype)
             if pruned:
                 log_pruning(run, epoch + 1, pruned)
