@@ -43,6 +43,7 @@ from udarts.checkpoints import load_trained  # noqa: F401  (part of the API)
 from udarts.config import Config, ConfigError, changed_keys, dotted, resolve
 from udarts.data.base import DatasetError
 from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT
+from udarts.engine.runs import closing_runs
 from udarts.genotype import Genotype
 
 
@@ -83,7 +84,7 @@ def resumed_config(run_dir: str | Path, kind: str, overrides: list[tuple[dict[st
     naming the key."""
     from udarts.engine.runs import Run
 
-    run = Run(run_dir, resume=True)
+    run = Run(run_dir, resume=True, lock=False)  # only reads
     config_file = str(run.path / CONFIG_FILE)
     recorded = Config.from_dict(run.config(), config_file).to_dict()
     config = resolve(None, [(recorded, config_file), *overrides])
@@ -112,7 +113,7 @@ def _reopen(run_dir: str | Path, kind: str, config: Config) -> tuple[Any, dict[s
     from udarts.engine.runs import Run, load_checkpoint
     from udarts.io import atomic_write_text
 
-    run = Run(run_dir, resume=True)
+    run = Run(run_dir, resume=True, lock=launched_rank() == 0)  # the writer holds the folder's lock from here on
     recorded = Config.from_dict(run.config(), str(run.path / CONFIG_FILE)).to_dict()
     changed = changed_keys(recorded, config.to_dict())
     state, done = None, 0
@@ -137,12 +138,11 @@ def _reopen(run_dir: str | Path, kind: str, config: Config) -> tuple[Any, dict[s
 def check_new_run(out: str | Path | None, config: Config) -> None:
     """Before any data is read: the new run folder (``out``, else a new one under ``config.out``)
     can be made: not a file, not under a file, writable, and empty if it exists."""
-    from udarts.engine.runs import check_out_folder
+    from udarts.engine.runs import check_empty_folder, check_out_folder
 
-    path = Path(out) if out is not None else None
-    check_out_folder(path if path is not None else Path(config.out), "--out" if path is not None else "out")
-    if path is not None and path.is_dir() and any(path.iterdir()):
-        raise FileExistsError(f"{path}: run folder exists and is not empty; use --resume {path} or another --out")
+    check_out_folder(Path(out) if out is not None else Path(config.out), "--out" if out is not None else "out")
+    if out is not None:
+        check_empty_folder(Path(out))
 
 
 def _open_run(kind: str, out: str | Path | None, config: Config, run, distributed):
@@ -205,6 +205,7 @@ def _continue_rates(optimizer, rate: float) -> None:
 # ---- search ----------------------------------------------------------------------------------------
 
 
+@closing_runs
 def run_search(config: Config, out: str | Path | None = None, *, resume: str | Path | None = None) -> SearchResult:
     """Train the supernet on half of the training split (weights) and the other half (alphas),
     derive the genotype every epoch, and write the run folder (``resume``: continue that run)."""
@@ -280,6 +281,7 @@ def run_search(config: Config, out: str | Path | None = None, *, resume: str | P
 # ---- train -----------------------------------------------------------------------------------------
 
 
+@closing_runs
 def run_train(config: Config, out: str | Path | None = None, *, resume: str | Path | None = None) -> TrainResult:
     """Train SEARCH-Net (``train.genotype``) or a baseline (``train.model``) from scratch, pick
     ``best.pt`` on ``train.select_split``, and write the run folder (``resume``: continue it).

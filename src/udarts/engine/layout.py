@@ -12,6 +12,7 @@ joins these names to a folder; ``engine.runs.Run`` reads and writes them.
       best.pt            BEST_CHECKPOINT  the best epoch last.pt records
       best.pt.next       BEST_PENDING     a new best.pt, between its write and last.pt's commit
       tb/                TENSORBOARD_DIR  TensorBoard events
+      run.lock           LOCK_FILE        locked (flock) by the process writing the run; names it
     written by other commands:
       genotype-top<K>[-maxid<N>][-pt<B>|-os<N>-b<B>].json   ``udarts derive`` with other settings
       one-shot-scores-top<K>-os<N>-b<B>.json / .png          ``udarts derive --selection one_shot``
@@ -33,6 +34,7 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 BEST_PENDING = "best.pt.next"
 TENSORBOARD_DIR = "tb"
+LOCK_FILE = "run.lock"
 
 LOGS = (METRICS_LOG, ALPHAS_LOG, PRUNING_LOG)  # the append-only logs, cut back to last.pt's epoch on resume
 
@@ -46,7 +48,7 @@ SUMMARY_MARKDOWN = "summary.md"
 
 # The names no module but this one spells out (``tests/engine/test_layout.py`` checks the sources).
 RUN_FILES = (CONFIG_FILE, METRICS_LOG, ALPHAS_LOG, PRUNING_LOG, GENOTYPE_FILE, LAST_CHECKPOINT, BEST_CHECKPOINT,
-             BEST_PENDING)
+             BEST_PENDING, LOCK_FILE)
 
 
 def derived_genotype_name(top_k: int, max_identity: int | None, suffix: str = "") -> str:

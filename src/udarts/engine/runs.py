@@ -1,5 +1,5 @@
-"""Run folders: one folder per run, readable by a person and safe against crashes.
-``engine.layout`` names every file in it; ``Run`` reads and writes them.
+"""Run folders: one folder per run, readable by a person and safe against crashes and against a
+second writer. ``engine.layout`` names every file in it; ``Run`` reads and writes them.
 
 Everything is written by replacing whole files or appending whole lines, so a crash leaves the
 previous version of every file intact. An epoch is committed by ``last.pt``: a new best is first
@@ -7,16 +7,22 @@ written to ``best.pt.next``, then ``last.pt`` (recording ``best_epoch``), then r
 ``best.pt``; ``Run.recover`` (on ``--resume``) finishes or drops a half-done commit, so after a
 kill at any instant ``best.pt`` is the checkpoint of the best epoch ``last.pt`` records. Log lines
 after ``last.pt``'s epoch, and a last line torn by a crash or a full disk, are dropped on resume.
+
+A ``Run`` holds the folder's lock (``engine.lock``: ``run.lock``) from the moment it opens the
+folder until ``close()``, so a second writer (a second ``--out`` or ``--resume`` of the same folder)
+is refused with a line naming the holder; a killed holder leaves no lock behind.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import math
 import os
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +34,12 @@ from udarts.engine.layout import (
     BEST_PENDING,
     CONFIG_FILE,
     LAST_CHECKPOINT,
+    LOCK_FILE,
     LOGS,
     METRICS_LOG,
     TENSORBOARD_DIR,
 )
+from udarts.engine.lock import FolderLock, holder_of, is_locked
 from udarts.io import (
     append_line,
     atomic_write,
@@ -156,23 +164,63 @@ def _clean(value: Any) -> Any:
     return value
 
 
-class Run:
-    """A run folder: config, metrics log, TensorBoard writer and checkpoint paths."""
+_OPEN_RUNS: weakref.WeakSet = weakref.WeakSet()  # the runs of this process that hold their folder's lock
 
-    def __init__(self, path: str | os.PathLike, config: dict[str, Any] | None = None, resume: bool = False) -> None:
+
+def in_use_error(path: Path) -> RunFolderError:
+    return RunFolderError(f"{path}: in use by another udarts run ({holder_of(path / LOCK_FILE)}); one process writes "
+                          f"a run folder at a time: wait for it to end (or stop it), then --resume {path}")
+
+
+def check_unused(path: str | os.PathLike) -> None:
+    """``RunFolderError`` naming the holder when a process holds the lock of the run folder ``path``."""
+    path = Path(path)
+    if is_locked(path / LOCK_FILE):
+        raise in_use_error(path)
+
+
+def check_empty_folder(path: Path, name_writer: bool = True) -> None:
+    """Refuse a folder a new run cannot start in: one that holds anything but a lock file (all that a
+    run killed at its start may leave), naming the run that writes there now if one does."""
+    if path.is_dir() and any(item.name != LOCK_FILE for item in path.iterdir()):
+        if name_writer:
+            check_unused(path)
+        raise FileExistsError(f"{path}: run folder exists and is not empty; use --resume {path} or another --out")
+
+
+class Run:
+    """A run folder: config, metrics log, TensorBoard writer and checkpoint paths.
+
+    A new run (``config``) needs an empty or missing folder; a resumed one (``resume``) a run
+    folder. With ``lock`` (the default) the run holds the folder's lock until ``close()``
+    (``RunFolderError`` naming the holder if another process has it); without, it only reads."""
+
+    def __init__(self, path: str | os.PathLike, config: dict[str, Any] | None = None, resume: bool = False,
+                 lock: bool = True) -> None:
         self.path = Path(path)
+        self._writer = None
+        self._lock: FolderLock | None = None
         if resume:
             if not (self.path / CONFIG_FILE).is_file():
                 raise FileNotFoundError(f"{self.path}: not a udarts run folder (no {CONFIG_FILE})")
         else:
             check_out_folder(self.path, "run folder")
-            if self.path.exists() and any(self.path.iterdir()):
-                raise FileExistsError(f"{self.path}: run folder exists and is not empty; use --resume or another --out")
+            check_empty_folder(self.path)
             with writing(self.path):
                 self.path.mkdir(parents=True, exist_ok=True)
+        if lock:
+            self._lock = FolderLock.take(self.path / LOCK_FILE)
+            if self._lock is None:
+                raise in_use_error(self.path)
+            _OPEN_RUNS.add(self)
+            if not resume:  # another run may have written here between the check and the lock
+                try:
+                    check_empty_folder(self.path, name_writer=False)
+                except FileExistsError:
+                    self.close()
+                    raise
         if config is not None:
             atomic_write_text(self.path / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
-        self._writer = None
 
     @property
     def metrics_path(self) -> Path:
@@ -263,6 +311,28 @@ class Run:
         return path
 
     def close(self) -> None:
+        """Close the TensorBoard writer and release the folder's lock."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        _OPEN_RUNS.discard(self)
+
+
+def closing_runs(function):
+    """Decorate a function that opens runs: however it ends, the runs it opened are closed (their
+    folders' locks released) then, not whenever the garbage collector frees them (an error's
+    traceback can keep a run alive, and its lock would refuse the ``--resume`` that follows)."""
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        before = set(_OPEN_RUNS)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            for run in set(_OPEN_RUNS) - before:
+                run.close()
+
+    return call
