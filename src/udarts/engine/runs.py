@@ -11,6 +11,10 @@ after ``last.pt``'s epoch, and a last line torn by a crash or a full disk, are d
 A ``Run`` holds the folder's lock (``engine.lock``: ``run.lock``) from the moment it opens the
 folder until ``close()``, so a second writer (a second ``--out`` or ``--resume`` of the same folder)
 is refused with a line naming the holder; a killed holder leaves no lock behind.
+
+Checkpoints hold tensors and plain data only (dicts, lists, numbers, strings), and are read with
+``torch.load(weights_only=True)``: a file that asks to build any other object (and so could run
+code) is refused, naming the file and the object, before anything in it runs.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import functools
 import json
 import math
 import os
+import pickle
+import re
 import sys
 import time
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any
@@ -97,7 +104,8 @@ def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu", kind: str | None = None
 ) -> dict[str, Any]:
     """The checkpoint at ``path`` (a run folder means its ``last.pt``); ``CheckpointError`` naming the
-    file when it is truncated, empty, not a udarts checkpoint, or not of ``kind`` ("train"/"search")."""
+    file when it is truncated, empty, not a udarts checkpoint, or not of ``kind`` ("train"/"search"),
+    and when it holds anything but tensors and plain data (``read_weights_only``)."""
     path = Path(path)
     if path.is_dir():
         path = path / LAST_CHECKPOINT
@@ -105,10 +113,7 @@ def load_checkpoint(
         raise FileNotFoundError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a udarts checkpoint")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:  # torch raises several types for a truncated or foreign file
-        raise CheckpointError(f"{path}: not a readable udarts checkpoint ({_first_line(error)})") from error
+    state = read_weights_only(path, map_location)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a udarts checkpoint (it holds a {type(state).__name__}, not a checkpoint's mapping)")
     if kind is not None:
@@ -120,6 +125,37 @@ def load_checkpoint(
         if missing:
             raise CheckpointError(f"{path}: not a udarts {kind} checkpoint (no {', '.join(missing)})")
     return state
+
+
+def read_weights_only(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain data (dicts, lists, tuples,
+    numbers, strings, None), which is all a udarts checkpoint holds. A file whose pickle names any
+    other function or class (code that loading would run) is refused with ``CheckpointError``
+    naming the file and them, before any of it is called; any other unreadable file too."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)  # a foreign file: refused below
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = _unsafe_globals(path, error)
+        if refused:
+            raise CheckpointError(f"{path}: refused, it holds {', '.join(refused)}, which a udarts checkpoint never "
+                                  "holds (loading it could run code; nothing in it was run)") from error
+        reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
+        detail = reason.group(1).strip() if reason else _first_line(error)
+        raise CheckpointError(f"{path}: not a readable udarts checkpoint ({detail}; nothing in it was run)") from error
+    except Exception as error:  # torch raises several types for a truncated or foreign file
+        raise CheckpointError(f"{path}: not a readable udarts checkpoint ({_first_line(error)})") from error
+
+
+def _unsafe_globals(path: Path, error: BaseException) -> list[str]:
+    """The functions and classes the pickle of ``path`` names beyond torch's weights-only allow-list
+    (listed from its opcodes, nothing called), else the one ``error`` names."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # torch < 2.5, or not torch's zip format
+        names = []
+    return list(names) or re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(error))[:1]
 
 
 def check_out_folder(path: str | os.PathLike, flag: str = "--out") -> None:
