@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from udarts.cli import main
-from udarts.engine.layout import BEST_CHECKPOINT, LAST_CHECKPOINT, LOCK_FILE, METRICS_LOG, TENSORBOARD_DIR
+from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT, LOCK_FILE, METRICS_LOG, TENSORBOARD_DIR
 from udarts.engine.lock import FolderLock, holder_of, is_locked
 from udarts.engine.runs import Run, RunFolderError, load_checkpoint
 from udarts.io import read_jsonl
@@ -145,6 +145,33 @@ def test_an_error_in_the_api_releases_the_folder_at_once(tmp_path, monkeypatch):
     except RuntimeError as error:
         errors.append(error)  # kept alive, with its traceback and the run in it
     assert errors and not is_locked(tmp_path / "run" / LOCK_FILE)
+
+
+def test_compare_does_not_clear_a_folder_that_a_run_is_writing(tmp_path):
+    from udarts.app.compare.plan import ModelEntry, PlannedRun, execute
+
+    folder = tmp_path / "runs" / "unet" / "seed-0"
+    config = {"train": {"epochs": 1}}
+    writing = Run(folder, config)  # started, no checkpoint yet
+    planned = PlannedRun(ModelEntry("unet", "unet"), 0, folder, config, 1)
+    with pytest.raises(RunFolderError, match="in use by another udarts run"):
+        execute([planned], lambda run, resume: pytest.fail("trained into a folder in use"), log=lambda line: None)
+    assert (folder / CONFIG_FILE).is_file()
+    writing.close()
+
+
+def test_a_file_system_without_locks_is_written_with_a_note(tmp_path, monkeypatch, capsys):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    run = Run(tmp_path / "run", {"seed": 2})
+    assert "does not lock files" in capsys.readouterr().err
+    assert not is_locked(tmp_path / "run" / LOCK_FILE)
+    run.close()
 
 
 def _hold(started, done):

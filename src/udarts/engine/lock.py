@@ -5,16 +5,18 @@ is refused with a line naming it. The kernel drops the lock when the holder clos
 (``kill -9`` included): a lock file left behind never blocks, the next writer takes it over. The
 lock belongs to the file's inode, so the lock file is the one file udarts rewrites in place instead
 of by rename (only its holder writes it). Processes forked by the holder (DataLoader workers) close
-their inherited copy at once, so they never keep a folder locked. Without ``fcntl`` (Windows)
-nothing is locked.
+their inherited copy at once, so they never keep a folder locked. Without ``fcntl`` (Windows), or
+on a file system without locks (a note says so), nothing is locked.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import socket
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -49,11 +51,19 @@ def _open(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
 
 
-def _try_flock(fd: int) -> bool:
+NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}  # what a file system without flock says
+
+
+def _try_flock(fd: int) -> bool | None:
+    """True: taken; False: another open file holds it; None: the file system has no locks."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    except OSError as error:
+        if error.errno in NO_LOCKS:
+            return None
+        raise
     return True
 
 
@@ -74,19 +84,24 @@ class FolderLock:
         if fcntl is None:  # pragma: no cover - Windows
             return cls(path, -1)
         fd = _open(path)
-        if not _try_flock(fd):
+        taken = _try_flock(fd)
+        if not taken:
             os.close(fd)
+            if taken is None:
+                print(f"note: {path}: the file system does not lock files; a second writer of this run folder "
+                      "would not be refused", file=sys.stderr)
+                return cls(path, -1)
             return None
         holder = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
         return cls(path, fd)
-
-    @property
-    def held(self) -> bool:
-        return self._finalizer.alive
 
     def release(self) -> None:
         self._finalizer()
@@ -99,23 +114,24 @@ def _release_fd(fd: int) -> None:
 
 
 def is_locked(path: str | os.PathLike) -> bool:
-    """Whether another process holds the lock on ``path`` now (probed by taking it for an instant)."""
+    """Whether a writer (another process, or another ``FolderLock`` of this one) holds the lock on
+    ``path`` now; probed by taking it for an instant."""
     path = Path(path)
     if fcntl is None or not path.is_file():
         return False
     fd = _open(path)
     try:
-        if not _try_flock(fd):
-            return True
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
+        taken = _try_flock(fd)
+        if taken:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        return taken is False
     finally:
         os.close(fd)
 
 
 def holder_of(path: str | os.PathLike) -> str:
     """``"process PID on HOST, started TIME"`` as the holder of the lock on ``path`` wrote it."""
-    for attempt in range(20):  # the holder writes itself in just after taking the lock
+    for _ in range(20):  # the holder writes itself in just after taking the lock
         try:
             holder = json.loads(Path(path).read_text())
             return f"process {holder['pid']} on {holder['host']}, started {holder['started']}"

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import yaml
 
 from udarts.config import ConfigError
-from udarts.engine.layout import CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT
-from udarts.engine.runs import load_checkpoint
+from udarts.engine.layout import CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT, LOCK_FILE
+from udarts.engine.runs import check_unused, load_checkpoint
 from udarts.io import atomic_write_text
 
 COMPARISON_FILE = "comparison.json"
@@ -286,8 +286,9 @@ def execute(plans: Sequence[PlannedRun], train_run: TrainRun, log: Callable[[str
                     train_run(run, True)
                     outcome[run.path] = "resumed"
                     continue
+                check_unused(run.path)  # not a run that another process is writing now
                 shutil.rmtree(run.path)  # started but never checkpointed: nothing to keep
-            elif any(run.path.iterdir()):
+            elif any(item.name != LOCK_FILE for item in run.path.iterdir()):
                 raise ComparisonError(f"{run.path}: exists, is not empty and is not a run folder (no {CONFIG_FILE})")
         log(f"{name}: training {run.epochs} epoch(s) into {run.path}")
         train_run(run, False)
