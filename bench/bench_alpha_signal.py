@@ -26,6 +26,7 @@ import torch
 
 from udarts.builders import alpha_steps, build_loader, build_split, build_supernet, search_halves, seed_everything
 from udarts.config import Config
+from udarts.engine.layout import ALPHAS_LOG, CONFIG_FILE, LAST_CHECKPOINT
 from udarts.engine.runs import load_checkpoint
 from udarts.io import read_jsonl
 from udarts.losses import build_loss
@@ -34,8 +35,8 @@ from udarts.search.signal import alpha_gradient_snr
 
 
 def measure(run: Path, args: argparse.Namespace) -> dict:
-    state = load_checkpoint(run / "last.pt", kind="search")
-    config = Config.from_dict(state["config"], str(run / "config.yaml"))
+    state = load_checkpoint(run / LAST_CHECKPOINT, kind="search")
+    config = Config.from_dict(state["config"], str(run / CONFIG_FILE))
     if args.root is not None:
         config = config.updated({"data": {"root": str(args.root)}}, "--root")
     seed_everything(config.seed)
@@ -49,7 +50,7 @@ def measure(run: Path, args: argparse.Namespace) -> dict:
     signal = alpha_gradient_snr(model, build_loss(config.search.loss, train_set.ignore_index),
                                 itertools.islice(itertools.chain.from_iterable(itertools.repeat(alpha_loader)), args.batches))
     travel = config.search.alpha_travel or config.search.alpha_lr * steps
-    last = read_jsonl(run / "alphas.jsonl")[-1]
+    last = read_jsonl(run / ALPHAS_LOG)[-1]
     entropies = [statistics.fmean(normalized_entropy(torch.tensor(row)) for row in rows) for rows in last["cells"].values()]
     return {"run": run.name, "mode": config.search.mode, "size": "x".join(map(str, config.data.image_size)),
             "epochs": state["epoch"], "steps": steps, "travel": travel, "signal": signal,
@@ -71,9 +72,9 @@ def main() -> None:
     parser.add_argument("--tau", type=float, help="sampled modes: the Gumbel temperature (default: the run's tau_min)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = [measure(run, args) for run in args.runs if (run / "last.pt").is_file()]
+    rows = [measure(run, args) for run in args.runs if (run / LAST_CHECKPOINT).is_file()]
     print(f"## Alpha gradient signal at the end of each search\n\n`{' '.join(['python', *sys.argv])}`; "
-          f"{datetime.date.today()}; {args.batches} alpha batches per run, weights fixed at last.pt.\n")
+          f"{datetime.date.today()}; {args.batches} alpha batches per run, weights fixed at {LAST_CHECKPOINT}.\n")
     print("| run | mode | input | epochs | alpha steps | travel | median SNR | 90th pct SNR | drift = travel x SNR "
           "| noise walk = travel / sqrt(steps) | median \\|mean gradient\\| | alpha weight decay | decay ceiling | final entropy (cells) |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")

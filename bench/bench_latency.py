@@ -22,11 +22,12 @@ import torch
 
 from udarts.checkpoints import load_trained
 from udarts.complexity import count_flops, cpu_model, measure_latencies
+from udarts.engine.layout import BEST_CHECKPOINT, LAST_CHECKPOINT
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+", type=Path, help="best.pt / last.pt of trained runs (the first is the reference)")
+    parser.add_argument("checkpoints", nargs="+", type=Path, help=f"{BEST_CHECKPOINT} / {LAST_CHECKPOINT} of trained runs (the first is the reference)")
     parser.add_argument("--rounds", type=int, default=7, help="rounds, each timing every model once (default 7)")
     parser.add_argument("--repeats", type=int, default=10, help="forward passes per model per round (default 10)")
     args = parser.parse_args()

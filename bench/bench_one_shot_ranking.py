@@ -39,6 +39,7 @@ from udarts.app.compare import read_run_result, run_finished  # noqa: E402
 from udarts.app.genotypes import supernet_and_search_batches  # noqa: E402
 from udarts.complexity import cpu_model  # noqa: E402
 from udarts.config import Config  # noqa: E402
+from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, LAST_CHECKPOINT  # noqa: E402
 from udarts.engine.runs import load_checkpoint  # noqa: E402
 from udarts.genotype import Genotype  # noqa: E402
 from udarts.search.one_shot import one_shot_scores  # noqa: E402
@@ -52,9 +53,9 @@ def retrained_genotypes(runs: Path, seeds: list[int]) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for path in sorted(runs.glob("train-*")):
         match = RUN_NAME.match(path.name)
-        if not path.is_dir() or match is None or not (path / "config.yaml").is_file() or not run_finished(path):
+        if not path.is_dir() or match is None or not (path / CONFIG_FILE).is_file() or not run_finished(path):
             continue
-        genotype = (yaml.safe_load((path / "config.yaml").read_text()) or {}).get("train", {}).get("genotype")
+        genotype = (yaml.safe_load((path / CONFIG_FILE).read_text()) or {}).get("train", {}).get("genotype")
         if not genotype:
             continue
         seed = int(match["seed"] or 0)
@@ -85,7 +86,7 @@ def markdown(args: argparse.Namespace, retrained: dict[str, dict], scored: dict[
         "",
         f"Command: `python bench/bench_one_shot_ranking.py {' '.join(sys.argv[1:])}`  ",
         f"One-shot: {args.batches} weight-half batches re-estimate batch norm, {args.batches} alpha-half batches score "
-        f"(mIoU, loss). Retrained: held-out mIoU of best.pt, mean over seeds {','.join(map(str, args.seeds))} "
+        f"(mIoU, loss). Retrained: held-out mIoU of {BEST_CHECKPOINT}, mean over seeds {','.join(map(str, args.seeds))} "
         f"(the runs in `{args.runs}`).  ",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, one torch thread; torch {torch.__version__}. "
         f"Date: {datetime.date.today().isoformat()}; {(time.perf_counter() - started) / 60:.1f} min.",
@@ -116,7 +117,7 @@ def markdown(args: argparse.Namespace, retrained: dict[str, dict], scored: dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("searches", nargs="+", type=Path, help="search run folders (their last.pt is read)")
+    parser.add_argument("searches", nargs="+", type=Path, help=f"search run folders (their {LAST_CHECKPOINT} is read)")
     parser.add_argument("--runs", required=True, type=Path, help="bench_search_quality.py's --out folder")
     parser.add_argument("--root", required=True, type=Path, help="the searches' dataset root (CamVid)")
     parser.add_argument("--seeds", default="0,1,2", help="retraining seeds a genotype needs to be ranked (default 0,1,2)")

@@ -49,6 +49,8 @@ from typing import Any
 
 import torch
 
+from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT, METRICS_LOG
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LIGHT = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "unet_mobilenet_v2", "unet_efficientnet_b0",
          "unet_resnet18")
@@ -156,13 +158,13 @@ def train_job(args: argparse.Namespace, folder: Path, seed: int, model: str, **s
     """Train (or resume) ``folder`` and score its best.pt on val; nothing for a finished one."""
     if (folder / "eval-val.json").is_file():
         return []
-    if (folder / "config.yaml").is_file() and not (folder / "last.pt").is_file():  # stopped before its first checkpoint
+    if (folder / CONFIG_FILE).is_file() and not (folder / LAST_CHECKPOINT).is_file():  # stopped before its first checkpoint
         shutil.rmtree(folder)
-    if (folder / "config.yaml").is_file():
+    if (folder / CONFIG_FILE).is_file():
         train = udarts_command("train", "--resume", str(folder), "--device", args.device, "--no-progress")
     else:
         train = train_command(args, folder, seed, model, **searchnet)
-    evaluate = udarts_command("eval", str(folder / "best.pt"), "--root", str(args.root), "--split", "val",
+    evaluate = udarts_command("eval", str(folder / BEST_CHECKPOINT), "--root", str(args.root), "--split", "val",
                               "--device", args.device, "--json", str(folder / "eval-val.json"), "--no-progress")
     return [train, evaluate]
 
@@ -238,21 +240,21 @@ def run(args: argparse.Namespace) -> None:
             search_dir = out / f"search-t{k}-s{search_seed}"
 
             def after_search(k: int = k, target: dict = target, search_dir: Path = search_dir) -> None:
-                width = searched_width(out, search_dir / "genotype.json", target["target_ms"], data["widths"])
+                width = searched_width(out, search_dir / GENOTYPE_FILE, target["target_ms"], data["widths"])
                 print(f"{search_dir.name}: derived genotype fits {target['target_ms']:.2f} ms at width {width}", flush=True)
                 if width is None:
                     return
                 for seed in seeds:
                     folder = out / f"searched-t{k}-s{search_dir.name.rsplit('-s', 1)[1]}-seed{seed}"
                     scheduler.add(1, folder.name, train_job(args, folder, seed, "searchnet",
-                                                            genotype=search_dir / "genotype.json", width=width))
+                                                            genotype=search_dir / GENOTYPE_FILE, width=width))
 
-            searched = (search_dir / "genotype.json").is_file()
-            if searched and (args.accept_partial_searches or ((search_dir / "last.pt").is_file() and _search_done(search_dir))):
+            searched = (search_dir / GENOTYPE_FILE).is_file()
+            if searched and (args.accept_partial_searches or ((search_dir / LAST_CHECKPOINT).is_file() and _search_done(search_dir))):
                 after_search()  # a partial search's genotype is that of its last finished epoch
                 continue
             command = (udarts_command("search", "--resume", str(search_dir), "--device", args.device, "--no-progress")
-                       if (search_dir / "config.yaml").is_file() else
+                       if (search_dir / CONFIG_FILE).is_file() else
                        udarts_command("search", "--config", str(SEARCH_CONFIG), "--root", str(args.root), "--seed",
                                       str(search_seed), "--out", str(search_dir), "--device", args.device, "--no-progress",
                                       "--latency-target", f"{target['target_ms']:.4f}",
@@ -294,8 +296,8 @@ def scores(folder: Path) -> dict[str, float] | None:
 
     from udarts.io import read_jsonl
 
-    records = read_jsonl(folder / "metrics.jsonl")
-    epochs = (yaml.safe_load((folder / "config.yaml").read_text()) or {}).get("train", {}).get("epochs")
+    records = read_jsonl(folder / METRICS_LOG)
+    epochs = (yaml.safe_load((folder / CONFIG_FILE).read_text()) or {}).get("train", {}).get("epochs")
     if not records:
         return None
     best = max(records, key=lambda record: record["val_miou"])
@@ -313,7 +315,7 @@ def network_of(folder: Path) -> tuple[str, torch.nn.Module]:
     from udarts.config import Config
     from udarts.models import build_model
 
-    config = Config.from_dict(yaml.safe_load((folder / "config.yaml").read_text()), origin=str(folder / "config.yaml"))
+    config = Config.from_dict(yaml.safe_load((folder / CONFIG_FILE).read_text()), origin=str(folder / CONFIG_FILE))
     recorded = Path(config.train.genotype) if config.train.genotype else None
     if recorded is not None and not recorded.is_file():  # trained on another machine: the same place in this OUT
         config = config.updated({"train": {"genotype": str(folder.parent / recorded.parent.name / recorded.name)}}, "report")
@@ -345,8 +347,8 @@ def report(args: argparse.Namespace) -> None:
     out = args.out
     data = json.loads((out / "plan.json").read_text())
     runs: list[dict[str, Any]] = []
-    for folder in sorted(path for path in out.iterdir() if (path / "metrics.jsonl").is_file() and "search-t" not in path.name
-                         and (path / "config.yaml").is_file()):
+    for folder in sorted(path for path in out.iterdir() if (path / METRICS_LOG).is_file() and "search-t" not in path.name
+                         and (path / CONFIG_FILE).is_file()):
         result = scores(folder)
         if result is None or (result["epochs"] != result["of"] and not args.partial):
             print(f"{folder.name}: not finished, left out" + (" (--partial reports it)" if result else ""))

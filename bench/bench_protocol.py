@@ -50,6 +50,7 @@ from udarts.app.compare.results import measure_checkpoint_costs
 from udarts.builders import model_spec
 from udarts.config import resolve
 from udarts.data.camvid import CAMVID_CLASS_NAMES
+from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, METRICS_LOG
 from udarts.genotype import Genotype
 from udarts.io import atomic_write_text, read_jsonl
 from udarts.models import build_model
@@ -77,13 +78,13 @@ def train(args: argparse.Namespace, model: str, seed: int) -> Path:
                                      **({"model": {"width": width, "flops_budget": None, "latency_budget": None}}
                                         if width is not None else {})},
                                     "bench_protocol")])
-    if (path / "config.yaml").is_file() and width is not None:
+    if (path / CONFIG_FILE).is_file() and width is not None:
         recorded = recorded_width(path)
         if recorded != width:
             sys.exit(f"{path}: trained at SEARCH-Net width {recorded}, not the {width} asked for; use another --out")
     if finished(path):
         return path
-    if (path / "config.yaml").is_file():
+    if (path / CONFIG_FILE).is_file():
         experiment.run_train(experiment.resumed_config(path, "train"), resume=path)
     else:
         experiment.run_train(config, path)
@@ -92,7 +93,7 @@ def train(args: argparse.Namespace, model: str, seed: int) -> Path:
 
 def recorded_width(path: Path) -> int | None:
     """``model.width`` in the config a run folder recorded."""
-    return (yaml.safe_load((path / "config.yaml").read_text()) or {}).get("model", {}).get("width")
+    return (yaml.safe_load((path / CONFIG_FILE).read_text()) or {}).get("model", {}).get("width")
 
 
 def matched_width(args: argparse.Namespace) -> int:
@@ -132,22 +133,22 @@ def matched_width(args: argparse.Namespace) -> int:
 
 def finished(path: Path) -> bool:
     """Whether the run in ``path`` has checkpointed every epoch its config asks for and has a best.pt."""
-    return run_finished(path) and (path / "best.pt").is_file()
+    return run_finished(path) and (path / BEST_CHECKPOINT).is_file()
 
 
 def score(path: Path, args: argparse.Namespace) -> dict[str, float]:
     """Held-out mIoU of best.pt and of the last epoch, and val mIoU of best.pt (cached in eval-val.json)."""
-    records = read_jsonl(path / "metrics.jsonl")
+    records = read_jsonl(path / METRICS_LOG)
     best = max(records, key=lambda record: record["val_miou"])
     cached = path / "eval-val.json"
     if cached.is_file() and json.loads(cached.read_text()).get("epoch") == best["epoch"]:
         val = json.loads(cached.read_text())["miou"]
     else:  # scored once per best.pt (a resumed run may have a newer one)
-        model, state = experiment.load_trained(path / "best.pt")
-        config = resolve(None, [(state["config"], str(path / "best.pt")),
+        model, state = experiment.load_trained(path / BEST_CHECKPOINT)
+        config = resolve(None, [(state["config"], str(path / BEST_CHECKPOINT)),
                                 ({"progress": False, "data": {"root": str(args.root)}}, "bench_protocol")])
-        val = experiment.evaluate(model, state, config, "val", torch.device("cpu"), source=str(path / "best.pt"))["miou"]
-        atomic_write_text(cached, json.dumps({"checkpoint": str(path / "best.pt"), "epoch": state["epoch"], "split": "val",
+        val = experiment.evaluate(model, state, config, "val", torch.device("cpu"), source=str(path / BEST_CHECKPOINT))["miou"]
+        atomic_write_text(cached, json.dumps({"checkpoint": str(path / BEST_CHECKPOINT), "epoch": state["epoch"], "split": "val",
                                               "miou": val}) + "\n")
     return {"holdout_best": best["val_miou"], "best_epoch": best["epoch"], "holdout_last": records[-1]["val_miou"],
             "val": val, "epochs": records[-1]["epoch"]}
@@ -156,7 +157,7 @@ def score(path: Path, args: argparse.Namespace) -> dict[str, float]:
 def costs(paths: dict[str, Path], repeats: int) -> dict[str, dict[str, float]]:
     """Per model: SEARCH-Net's width, parameters, GFLOPs and CPU latency of its best.pt, the
     latencies measured side by side (``measure_checkpoint_costs``)."""
-    measured = measure_checkpoint_costs({name: path / "best.pt" for name, path in paths.items()}, torch.device("cpu"),
+    measured = measure_checkpoint_costs({name: path / BEST_CHECKPOINT for name, path in paths.items()}, torch.device("cpu"),
                                         repeats=repeats)
     if len({tuple(cost.image_size) for cost in measured.values()}) > 1:
         sys.exit(f"the runs were trained at different image sizes {sorted({tuple(c.image_size) for c in measured.values()})}; "
@@ -221,7 +222,8 @@ def main() -> None:
     lines = [f"## SEARCH-Net against the ResNet-34 UNet, 40-epoch CamVid protocol, sequence {args.holdout} held out",
              "", f"`{' '.join(['python', *sys.argv])}`; {datetime.date.today()}, {cpu_model()} ({platform.machine()}), "
              "latency at batch 1 on one torch thread, the models timed side by side in rounds in one process.", "",
-             "| model | seeds | held-out mIoU (best.pt) | held-out mIoU (last epoch) | val mIoU (best.pt) | parameters | GFLOPs | CPU latency (ms) |",
+             f"| model | seeds | held-out mIoU ({BEST_CHECKPOINT}) | held-out mIoU (last epoch) | val mIoU ({BEST_CHECKPOINT}) | parameters "
+             "| GFLOPs | CPU latency (ms) |",
              "|---|---|---|---|---|---|---|---|"]
     for model, result in results.items():
         runs = result["runs"]

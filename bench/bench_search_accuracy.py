@@ -38,6 +38,7 @@ import torch
 
 from udarts.complexity import cpu_model
 from udarts.app.compare import Statistic, checkpoint_epoch, measure_cost, read_run_result, run_finished
+from udarts.engine.layout import BEST_CHECKPOINT, GENOTYPE_FILE, METRICS_LOG
 from udarts.io import read_jsonl
 from udarts.genotype import Genotype
 from udarts.viz.figures import save_figure
@@ -109,7 +110,7 @@ def search_then_train(setting: Setting, seed: int, args: argparse.Namespace) -> 
     run_to_the_end("search", search_dir, ["--config", str(args.search_config), "--root", str(args.root),
                                           "--seed", str(seed), *setting.set_flags()], args.out)
     run_to_the_end("train", train_dir, ["--config", str(args.train_config), "--root", str(args.root), "--seed", str(seed),
-                                        "--genotype", str(search_dir / "genotype.json")], args.out)
+                                        "--genotype", str(search_dir / GENOTYPE_FILE)], args.out)
     return read_outcome(setting, seed, search_dir, train_dir)
 
 
@@ -123,10 +124,10 @@ def run_to_the_end(command: str, run_dir: Path, start_flags: list[str], log_dir:
 
 
 def read_outcome(setting: Setting, seed: int, search_dir: Path, train_dir: Path) -> Outcome:
-    search_records = read_jsonl(search_dir / "metrics.jsonl")
+    search_records = read_jsonl(search_dir / METRICS_LOG)
     trained = read_run_result(setting.label, seed, train_dir)
-    cost = measure_cost(train_dir / "best.pt", torch.device("cpu"), warmup=1, repeats=1)
-    genotype = Genotype.load(search_dir / "genotype.json")
+    cost = measure_cost(train_dir / BEST_CHECKPOINT, torch.device("cpu"), warmup=1, repeats=1)
+    genotype = Genotype.load(search_dir / GENOTYPE_FILE)
     return Outcome(
         setting=setting.label,
         seed=seed,

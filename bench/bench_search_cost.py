@@ -45,6 +45,7 @@ from udarts import experiment
 from udarts.builders import describe_supernet, resolve_device
 from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latency
 from udarts.config import Config, parse_assignment, resolve
+from udarts.engine.layout import GENOTYPE_FILE, LAST_CHECKPOINT, METRICS_LOG
 from udarts.io import read_jsonl
 from udarts.engine.runs import load_checkpoint
 from udarts.genotype import Genotype
@@ -74,7 +75,7 @@ def base_config(args: argparse.Namespace) -> Config:
 
 def epoch_seconds(run_dir: Path) -> dict[str, Any]:
     """Per-epoch seconds from ``metrics.jsonl`` and the steady-state figure (epochs after the first)."""
-    seconds = [float(record["seconds"]) for record in read_jsonl(run_dir / "metrics.jsonl")]
+    seconds = [float(record["seconds"]) for record in read_jsonl(run_dir / METRICS_LOG)]
     steady = seconds[1:] if len(seconds) > 1 else seconds
     return {"per_epoch": seconds, "steady": statistics.fmean(steady)}
 
@@ -131,10 +132,10 @@ def main() -> None:
     search_time, train_time = epoch_seconds(search_dir), epoch_seconds(train_dir)
 
     print("[3/3] parameters, FLOPs and latency", file=sys.stderr)
-    state = load_checkpoint(train_dir / "last.pt")
+    state = load_checkpoint(train_dir / LAST_CHECKPOINT)
     num_classes = len(state["class_names"])
     image_size = list(config.data.image_size)
-    genotype = Genotype.load(search_dir / "genotype.json")
+    genotype = Genotype.load(search_dir / GENOTYPE_FILE)
     specs = {
         f"SEARCH-Net (width {args.width}, searched here)": {
             "name": "searchnet", "genotype": genotype.to_dict(), "width": args.width, "in_channels": 3, "num_classes": num_classes},

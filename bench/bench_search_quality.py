@@ -57,6 +57,7 @@ from bench_search_accuracy import Setting, describe, run_command, run_to_the_end
 
 from udarts.complexity import cpu_model  # noqa: E402
 from udarts.app.compare import Statistic, measure_cost, read_run_result, run_finished  # noqa: E402
+from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT, METRICS_LOG  # noqa: E402
 from udarts.io import read_jsonl  # noqa: E402
 from udarts.genotype import Genotype  # noqa: E402
 from udarts.viz.figures import save_figure  # noqa: E402
@@ -116,7 +117,7 @@ def train_and_score(candidate: Candidate, args: argparse.Namespace, long: bool =
         flags += ["--epochs", str(args.long_epochs)]
     run_to_the_end("train", run_dir, flags, args.out)
     if not long and not (run_dir / "eval-val.json").is_file():
-        run_command([sys.executable, "-m", "udarts.cli", "eval", str(run_dir / "best.pt"), "--root", str(args.root),
+        run_command([sys.executable, "-m", "udarts.cli", "eval", str(run_dir / BEST_CHECKPOINT), "--root", str(args.root),
                      "--split", "val", "--json", str(run_dir / "eval-val.json"), "--no-progress"],
                     args.out / f"{run_dir.name}.log")
 
@@ -139,7 +140,7 @@ def split_setting(setting: Setting) -> tuple[Setting, list[str]]:
 def searched_candidate(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
     searched, derive_flags = split_setting(setting)
     search_dir = args.out / f"search-{searched.slug}-seed{seed}"
-    genotype = args.out / f"genotype-{setting.slug}-seed{seed}.json" if derive_flags else search_dir / "genotype.json"
+    genotype = args.out / f"genotype-{setting.slug}-seed{seed}.json" if derive_flags else search_dir / GENOTYPE_FILE
     return Candidate(f"search {setting.label} seed {seed}", "searched", str(genotype), ["--genotype", str(genotype)], str(search_dir),
                      setting.label)
 
@@ -155,7 +156,7 @@ def derive(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
     """The finished search's genotype, derived again with the setting's derivation-time keys if it has any."""
     candidate = searched_candidate(setting, seed, args)
     _, derive_flags = split_setting(setting)
-    genotype, checkpoint = Path(candidate.genotype), Path(candidate.search_dir) / "last.pt"
+    genotype, checkpoint = Path(candidate.genotype), Path(candidate.search_dir) / LAST_CHECKPOINT
     # derived again when the search has moved on since (seconds; minutes with selection=perturbation)
     if derive_flags and (not genotype.is_file() or genotype.stat().st_mtime < checkpoint.stat().st_mtime):
         data_flags = ["--root", str(args.root), "--no-progress"] if "--selection" in derive_flags else []
@@ -180,17 +181,17 @@ def read_outcome(candidate: Candidate, args: argparse.Namespace) -> Outcome:
     run_dirs = [train_dir(args, candidate, seed=seed) for seed in args.train_seeds]
     runs = [read_run_result(candidate.label, seed, path) for seed, path in zip(args.train_seeds, run_dirs)]
     run_dir = run_dirs[0]
-    cost = measure_cost(run_dir / "best.pt", torch.device("cpu"), warmup=0, repeats=1)
+    cost = measure_cost(run_dir / BEST_CHECKPOINT, torch.device("cpu"), warmup=0, repeats=1)
     vals = [float(json.loads((path / "eval-val.json").read_text())["miou"]) for path in run_dirs]
     search_minutes = None
     if candidate.search_dir is not None:
-        search_minutes = sum(record.get("seconds") or 0.0 for record in read_jsonl(Path(candidate.search_dir) / "metrics.jsonl")) / 60
+        search_minutes = sum(record.get("seconds") or 0.0 for record in read_jsonl(Path(candidate.search_dir) / METRICS_LOG)) / 60
     long_dir = train_dir(args, candidate, long=True)
     # only a finished long run counts: --report-only may run while one is still training
     long_run = read_run_result(candidate.label, 0, long_dir) if run_finished(long_dir) else None
     spec_width = None
     if candidate.genotype is not None:
-        spec_width = int(yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["width"])
+        spec_width = int(yaml.safe_load((run_dir / CONFIG_FILE).read_text())["model"]["width"])
     return Outcome(
         label=candidate.label, kind=candidate.kind, parameters=cost.parameters, gflops=cost.flops / 1e9, width=spec_width,
         holdout_miou=statistics.fmean(run.best_val_miou for run in runs), final_holdout_miou=statistics.fmean(run.val_miou for run in runs),
@@ -255,8 +256,8 @@ def markdown(args: argparse.Namespace, outcomes: list[Outcome], started: float) 
         f"Command: `python bench/bench_search_quality.py {' '.join(sys.argv[1:])}`  ",
         f"Search: `{shown(args.search_config)}`; retraining (every candidate, seeds {','.join(map(str, args.train_seeds))}; "
         f"mIoU = mean over the seeds): `{shown(args.train_config)}`. "
-        "Held-out = CamVid training sequence 0006R0 (101 frames), seen by no search and no training; it picks best.pt "
-        "and gives the score. val = CamVid val (sequence 0016E5, whose other frames are in train), best.pt scored on it.  ",
+        f"Held-out = CamVid training sequence 0006R0 (101 frames), seen by no search and no training; it picks {BEST_CHECKPOINT} "
+        f"and gives the score. val = CamVid val (sequence 0016E5, whose other frames are in train), {BEST_CHECKPOINT} scored on it.  ",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, {args.jobs} command(s) at a time, one torch thread each; "
         f"torch {torch.__version__}.  ",
         f"Date: {datetime.date.today().isoformat()}; this invocation took {(time.perf_counter() - started) / 60:.1f} min "

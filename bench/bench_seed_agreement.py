@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from udarts.engine.layout import GENOTYPE_FILE
 from udarts.genotype import Genotype, agreement
 from udarts.random_genotypes import sample_genotype
 
@@ -40,12 +41,12 @@ def random_agreement(example: Genotype, pairs: int, top_k: int) -> dict[str, tup
 
 def name(path: Path) -> str:
     """A run folder's name for its ``genotype.json``, else the file's stem."""
-    return path.parent.name if path.name == "genotype.json" and path.parent.name else path.stem
+    return path.parent.name if path.name == GENOTYPE_FILE and path.parent.name else path.stem
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("genotypes", nargs="+", type=Path, help="genotype.json files (at least 2)")
+    parser.add_argument("genotypes", nargs="+", type=Path, help=f"{GENOTYPE_FILE} files (at least 2)")
     parser.add_argument("--pairs", type=int, default=500, help="random pairs for the chance level")
     args = parser.parse_args()
     if len(args.genotypes) < 2:

@@ -71,6 +71,7 @@ from bench_search_modes import MODES, NUM_CLASSES, PAPER, make_step
 from udarts.complexity import count_parameters, cpu_model
 from udarts.config import DEFAULTS
 from udarts.efficiency import to_device
+from udarts.engine.layout import CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT, METRICS_LOG
 from udarts.io import atomic_write_text, read_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -211,7 +212,7 @@ class Report:
         if cli.get("runs"):
             lines += ["", f"Search through the command line ({cli['data']}, {cli.get('steps_per_epoch', '?')} steps per epoch, "
                           f"{cli['num_workers']} loader workers; s per step = epoch seconds / steps, data loading included):",
-                      "", "| run | exit | epochs logged | epoch s | s per step | wall s | last.pt GB |",
+                      "", f"| run | exit | epochs logged | epoch s | s per step | wall s | {LAST_CHECKPOINT} GB |",
                       "|---|---:|---|---|---|---:|---:|"]
             for run in cli["runs"]:
                 epoch_s = ", ".join(fmt(seconds, ".1f") for seconds in run.get("epoch_s", [])) or "-"
@@ -404,17 +405,17 @@ def run_cli_search(args: argparse.Namespace, guard: TimeGuard, record: dict[str,
                         child.wait()
                     children.remove(child)
             run["wall_s"] = time.perf_counter() - started
-            metrics = read_jsonl(run_dir / "metrics.jsonl")
+            metrics = read_jsonl(run_dir / METRICS_LOG)
             run["epochs_logged"] = [m["epoch"] for m in metrics]
             run["epoch_s"] = [m["seconds"] for m in metrics[len(metrics) - args.search_epochs:]]
-            if (run_dir / "last.pt").is_file():
-                run["checkpoint_gb"] = (run_dir / "last.pt").stat().st_size / GB
+            if (run_dir / LAST_CHECKPOINT).is_file():
+                run["checkpoint_gb"] = (run_dir / LAST_CHECKPOINT).stat().st_size / GB
             output = (args.out / f"search-{name}.log").read_text()
             run["device_line"] = next((line for line in output.splitlines() if line.startswith("search run:")), None)
             if run["returncode"] != 0:
                 record["status"] = f"failed: {name} exited {run['returncode']} (see search-{name}.log)"
                 return
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
         data = config["data"]
         train = build_split(data["name"], "train", root=data["root"], image_size=tuple(data["image_size"]),
                             target=data["target"], seed=config["seed"], num_samples=data["num_samples"])
@@ -429,14 +430,14 @@ def run_cli_search(args: argparse.Namespace, guard: TimeGuard, record: dict[str,
         expected = list(range(1, 2 * args.search_epochs + 1))
         problems = [f"epochs logged {record['runs'][-1]['epochs_logged']}, expected {expected}"] \
             if record["runs"][-1]["epochs_logged"] != expected else []
-        problems += [f"no {name}" for name in ("genotype.json", "last.pt") if not (run_dir / name).is_file()]
+        problems += [f"no {name}" for name in (GENOTYPE_FILE, LAST_CHECKPOINT) if not (run_dir / name).is_file()]
         if args.device.startswith("cuda") and f"device {args.device}" not in (record["runs"][0]["device_line"] or ""):
             problems.append(f"the search did not report device {args.device}")
         record["status"] = "ok" if not problems else "failed: " + "; ".join(problems)
     finally:
         kept = args.out / "search-run"
         kept.mkdir(exist_ok=True)
-        for name in ("config.yaml", "metrics.jsonl", "genotype.json"):
+        for name in (CONFIG_FILE, METRICS_LOG, GENOTYPE_FILE):
             if (run_dir / name).is_file():
                 shutil.copy(run_dir / name, kept / name)
         if not args.search_dir:

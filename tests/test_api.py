@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+from udarts.engine.layout import BEST_CHECKPOINT, GENOTYPE_FILE
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -18,8 +20,8 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     miou = re.search(r"val mIoU (\d+\.\d) \(best epoch on val: (\d+\.\d)\)", printed)
     assert miou is not None, printed
-    assert (tmp_path / "runs/api/search/genotype.json").is_file() and (tmp_path / "runs/api/top1.json").is_file()
-    assert (tmp_path / "runs/api/train/best.pt").is_file()
+    assert (tmp_path / "runs/api/search" / GENOTYPE_FILE).is_file() and (tmp_path / "runs/api/top1.json").is_file()
+    assert (tmp_path / "runs/api/train" / BEST_CHECKPOINT).is_file()
     # the best checkpoint was chosen on val, so evaluating it on val gives the best epoch's mIoU
     assert miou.group(1) == miou.group(2)
     top1 = (tmp_path / "runs/api/top1.json").read_text()

@@ -7,7 +7,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "udarts"
 
 # Lowest first. A module's layer is that of its longest matching prefix.
 LAYERS = [
-    ("udarts.io", "udarts.config", "udarts.metrics", "udarts.efficiency"),
+    ("udarts.io", "udarts.config", "udarts.metrics", "udarts.efficiency", "udarts.engine.layout"),
     ("udarts.ops", "udarts.space", "udarts.losses", "udarts.complexity"),
     ("udarts.nets", "udarts.baselines", "udarts.data"),
     ("udarts.genotype", "udarts.genotype_format", "udarts.models", "udarts.random_genotypes", "udarts.latency"),

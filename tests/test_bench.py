@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE
 from udarts.genotype import Genotype
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -139,15 +140,15 @@ def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tm
         if row["kind"] != "baseline":
             assert row["gflops"] <= 0.004  # matched FLOPs: every genotype under the budget
     assert (tmp_path / "quality.png").stat().st_size > 0
-    assert len(list(out.glob("train-*-s1/best.pt"))) == 5  # every candidate retrained with seed 1 too
-    first = {path: path.stat().st_mtime for path in out.glob("train-*/best.pt")}
+    assert len(list(out.glob(f"train-*-s1/{BEST_CHECKPOINT}"))) == 5  # every candidate retrained with seed 1 too
+    first = {path: path.stat().st_mtime for path in out.glob(f"train-*/{BEST_CHECKPOINT}")}
     quality.main()  # everything is reused
-    assert {path: path.stat().st_mtime for path in out.glob("train-*/best.pt")} == first
+    assert {path: path.stat().st_mtime for path in out.glob(f"train-*/{BEST_CHECKPOINT}")} == first
     table.unlink()
     monkeypatch.setattr(sys, "argv", [*argv, "--report-only"])
     quality.main()  # reports the finished candidates, runs nothing
     assert [row["label"] for row in json.loads(table.read_text())] == [row["label"] for row in outcomes]
-    long_config = out / "long-search-pc_darts-max_identity0-selectionperturbation-selection_batches1-seed-0" / "config.yaml"  # as if that long run were still training
+    long_config = out / "long-search-pc_darts-max_identity0-selectionperturbation-selection_batches1-seed-0" / CONFIG_FILE  # as if that long run were still training
     resolved = yaml.safe_load(long_config.read_text())
     resolved["train"]["epochs"] = 3
     long_config.write_text(yaml.safe_dump(resolved))
@@ -201,7 +202,7 @@ def test_protocol_bench_trains_scores_and_reuses(tmp_path, shared_data, monkeypa
             "--models", "searchnet,unet", "--repeats", "2", "--json", str(table), "--width", "3"]
     monkeypatch.setattr(sys, "argv", argv)
     protocol.main()
-    assert yaml.safe_load((out / "searchnet-s1" / "config.yaml").read_text())["model"]["width"] == 3
+    assert yaml.safe_load((out / "searchnet-s1" / CONFIG_FILE).read_text())["model"]["width"] == 3
     results = json.loads(table.read_text())
     assert set(results) == {"searchnet", "unet"}
     for result in results.values():
@@ -210,9 +211,9 @@ def test_protocol_bench_trains_scores_and_reuses(tmp_path, shared_data, monkeypa
         assert all(run["holdout_best"] >= run["holdout_last"] for run in result["runs"])
     printed = capsys.readouterr().out
     assert "| SEARCH-Net (width 3) | 0,1 |" in printed and "| UNet (classic) | 0,1 |" in printed
-    first = {path: path.stat().st_mtime for path in out.glob("*/best.pt")}
+    first = {path: path.stat().st_mtime for path in out.glob(f"*/{BEST_CHECKPOINT}")}
     protocol.main()
-    assert {path: path.stat().st_mtime for path in out.glob("*/best.pt")} == first
+    assert {path: path.stat().st_mtime for path in out.glob(f"*/{BEST_CHECKPOINT}")} == first
     monkeypatch.setattr(sys, "argv", [*argv[:-1], "4"])  # another width into the same folder: refused, not mixed
     with pytest.raises(SystemExit, match="searchnet-s0: trained at SEARCH-Net width 3, not the 4 asked for"):
         protocol.main()
@@ -260,7 +261,7 @@ def test_seed_agreement_bench_sets_a_pair_against_random_draws(tmp_path, monkeyp
     ops = ("none", "conv_3x3", "conv_5x5", "identity")
     paths = []
     for name, index in (("a", 0), ("b", 0), ("c", 1)):  # a and b are the same genotype
-        paths.append(sample_genotype(7, index, ops, num_nodes=2).save(tmp_path / name / "genotype.json"))
+        paths.append(sample_genotype(7, index, ops, num_nodes=2).save(tmp_path / name / GENOTYPE_FILE))
     monkeypatch.setattr(sys, "argv", ["bench_seed_agreement.py", *map(str, paths), "--pairs", "50"])
     load("bench_seed_agreement").main()
     lines = capsys.readouterr().out.splitlines()

@@ -8,6 +8,15 @@ from PIL import Image
 
 from udarts.app.demo import DEMO_SETTINGS
 from udarts.cli import main
+from udarts.engine.layout import (
+    ALPHAS_LOG,
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    GENOTYPE_FILE,
+    LAST_CHECKPOINT,
+    METRICS_LOG,
+    derived_genotype_name,
+)
 from udarts.genotype import Genotype
 
 TINY = ["--no-progress", "--image-size", "16x16", "--batch-size", "4", "--width", "4",
@@ -19,41 +28,41 @@ def test_search_derive_train_eval_predict(tmp_path, capsys):
     assert main(["search", *TINY, "--epochs", "2", "--out", str(search_dir)]) == 0
     # two epochs leave the alphas at uniform: the end of the search says so, naming the cells
     assert "warning: weakly determined cells C1 (1.000), C2 (1.000)" in capsys.readouterr().err
-    for name in ("config.yaml", "metrics.jsonl", "alphas.jsonl", "genotype.json", "last.pt", "best.pt"):
+    for name in (CONFIG_FILE, METRICS_LOG, ALPHAS_LOG, GENOTYPE_FILE, LAST_CHECKPOINT, BEST_CHECKPOINT):
         assert (search_dir / name).is_file(), name
     assert any((search_dir / "tb").iterdir())
-    genotype = Genotype.load(search_dir / "genotype.json")
+    genotype = Genotype.load(search_dir / GENOTYPE_FILE)
     assert genotype.search["width"] == 4 and genotype.search["seed"] == 0
-    alphas_log = [json.loads(line) for line in (search_dir / "alphas.jsonl").read_text().splitlines()]
+    alphas_log = [json.loads(line) for line in (search_dir / ALPHAS_LOG).read_text().splitlines()]
     assert len(alphas_log) == 2 and set(alphas_log[0]["cells"]) == {f"C{i}" for i in range(1, 9)}
 
     # derive again from the checkpoint, keeping one edge per node
-    assert main(["derive", str(search_dir / "last.pt"), "--top-k", "1", "--out", str(tmp_path / "top1.json")]) == 0
+    assert main(["derive", str(search_dir / LAST_CHECKPOINT), "--top-k", "1", "--out", str(tmp_path / "top1.json")]) == 0
     top1 = Genotype.load(tmp_path / "top1.json")
     assert all(len(node) == 1 for cell in top1.cells for node in cell.nodes)
     assert all({source for _, source in cell.edges()} >= set(range(cell.num_inputs)) for cell in top1.cells)
     assert set(alphas_log[-1]["diagnostics"]["C6"]) >= {"entropy", "min_margin", "mean_margin", "identity_share"}
     # without --out, other settings than the search's go to a new file beside the search's genotype.json
-    own = (search_dir / "genotype.json").read_text()
+    own = (search_dir / GENOTYPE_FILE).read_text()
     capsys.readouterr()
     assert main(["derive", str(search_dir), "--top-k", "1", "--max-identity", "0"]) == 0
     out, err = capsys.readouterr()
-    assert (search_dir / "genotype.json").read_text() == own
-    assert f"genotype: {search_dir / 'genotype-top1-maxid0.json'}" in out and "warning: weakly determined" in err
-    capped = Genotype.load(search_dir / "genotype-top1-maxid0.json")
+    assert (search_dir / GENOTYPE_FILE).read_text() == own
+    assert f"genotype: {search_dir / derived_genotype_name(1, 0)}" in out and "warning: weakly determined" in err
+    capped = Genotype.load(search_dir / derived_genotype_name(1, 0))
     assert capped.search["top_k"] == 1 and capped.search["max_identity"] == 0
     assert not any("identity" in cell.ops() for cell in capped.cells)
 
     # retrain at another width, for another class count: the genotype carries none
-    assert main(["train", *TINY, "--width", "6", "--epochs", "2", "--genotype", str(search_dir / "genotype.json"),
+    assert main(["train", *TINY, "--width", "6", "--epochs", "2", "--genotype", str(search_dir / GENOTYPE_FILE),
                  "--out", str(train_dir)]) == 0
-    state = torch.load(train_dir / "best.pt", weights_only=False)
+    state = torch.load(train_dir / BEST_CHECKPOINT, weights_only=False)
     assert state["model_spec"]["name"] == "searchnet" and state["model_spec"]["width"] == 6
-    logged = [json.loads(line) for line in (train_dir / "metrics.jsonl").read_text().splitlines()]
+    logged = [json.loads(line) for line in (train_dir / METRICS_LOG).read_text().splitlines()]
     assert [r["epoch"] for r in logged] == [1, 2]
 
     capsys.readouterr()
-    assert main(["eval", str(train_dir / "best.pt"), "--no-progress", "--json", str(tmp_path / "eval.json")]) == 0
+    assert main(["eval", str(train_dir / BEST_CHECKPOINT), "--no-progress", "--json", str(tmp_path / "eval.json")]) == 0
     table = capsys.readouterr().out
     assert "| background |" in table and "mIoU" in table
     result = json.loads((tmp_path / "eval.json").read_text())
@@ -63,7 +72,7 @@ def test_search_derive_train_eval_predict(tmp_path, capsys):
     image_dir = tmp_path / "images"
     image_dir.mkdir()
     Image.new("RGB", (40, 24), (120, 30, 200)).save(image_dir / "a.png")
-    assert main(["predict", str(train_dir / "best.pt"), str(image_dir), "--out", str(tmp_path / "pred"), "--no-progress"]) == 0
+    assert main(["predict", str(train_dir / BEST_CHECKPOINT), str(image_dir), "--out", str(tmp_path / "pred"), "--no-progress"]) == 0
     with Image.open(tmp_path / "pred" / "a_mask.png") as mask:
         assert mask.size == (40, 24)
 

@@ -13,6 +13,7 @@ import torch
 from udarts import experiment
 from udarts.app.demo import DEMO_SETTINGS
 from udarts.config import resolve
+from udarts.engine.layout import ALPHAS_LOG
 from udarts.io import read_jsonl
 from udarts.search.diagnostics import ENTROPY_WARNING, MARGIN_WARNING
 
@@ -33,7 +34,7 @@ def demo_search(tmp_path_factory):
 
 
 def test_demo_search_ends_with_settled_alphas(demo_search):
-    last = read_jsonl(demo_search / "alphas.jsonl")[-1]
+    last = read_jsonl(demo_search / ALPHAS_LOG)[-1]
     entropies = {cell: round(record["entropy"], 3) for cell, record in last["diagnostics"].items()}
     assert len(entropies) == 8
     assert max(entropies.values()) < ENTROPY_WARNING, entropies  # every cell, not only the easy ones

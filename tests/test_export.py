@@ -18,6 +18,7 @@ from udarts.cli import main  # noqa: E402
 from udarts.config import resolve  # noqa: E402
 from udarts.data.factory import build_split  # noqa: E402
 from udarts.data.transforms import eval_transform  # noqa: E402
+from udarts.engine.layout import BEST_CHECKPOINT  # noqa: E402
 from udarts.engine.runs import save_checkpoint  # noqa: E402
 from udarts.app.export import ExportError, export_model, load_exported, sidecar_path  # noqa: E402
 from udarts.models import build_model  # noqa: E402
@@ -131,7 +132,7 @@ def _synthetic_checkpoint(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     model = build_model(state["model_spec"]).eval()
     state["model"] = model.state_dict()
-    path = tmp_path / "best.pt"
+    path = tmp_path / BEST_CHECKPOINT
     save_checkpoint(state, path)
     return path
 

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from udarts.engine.layout import GENOTYPE_FILE
 from udarts.genotype import Genotype, GenotypeError, derive, derive_cell
 from udarts.ops import OpSettings
 from udarts.space import all_edges, cell_slots
@@ -56,7 +57,7 @@ def random_genotype(seed: int = 0) -> Genotype:
 
 def test_genotype_json_round_trips(tmp_path):
     genotype = random_genotype()
-    path = genotype.save(tmp_path / "genotype.json")
+    path = genotype.save(tmp_path / GENOTYPE_FILE)
     loaded = Genotype.load(path)
     assert loaded == genotype
     assert loaded.search == {"seed": 0, "width": 8}

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from udarts.engine.layout import GENOTYPE_FILE
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 TINY = ["--device", "cpu", "--width", "4", "--size", "32x32", "--batch", "2", "--warmup", "0", "--steps", "1",
         "--search-data", "synthetic", "--search-set", "data.num_samples=8", "--num-workers", "0"]
@@ -48,7 +50,7 @@ def test_cpu_smoke_run_writes_every_row(gpu_check, tmp_path):
     search = rows["search_cli"]
     assert [run["epochs_logged"] for run in search["runs"]] == [[1], [1, 2]]  # 1 epoch, then resumed to 2
     assert search["config"]["amp"] == "bf16" and search["steps_per_epoch"] == 2
-    assert (tmp_path / "search-run" / "genotype.json").is_file()
+    assert (tmp_path / "search-run" / GENOTYPE_FILE).is_file()
     for row in gpu_check.ROWS:
         assert f"| {row.label} | ok |" in table
     assert "| resume | 0 | [1, 2] |" in table

@@ -4,11 +4,12 @@ import json
 
 import pytest
 
+from udarts.engine.layout import METRICS_LOG
 from udarts.io import append_line, atomic_write, atomic_write_text, read_json_lines, read_jsonl, series
 
 
 def test_lines_that_are_not_json_objects_are_torn_lines_wherever_they_are(tmp_path):
-    path = tmp_path / "metrics.jsonl"
+    path = tmp_path / METRICS_LOG
     path.write_text('{"epoch": 1, "val_miou": 0.5}\n{"epoch": 2, "val_mi\n\n[1, 2]\n{"epoch": 3, "val_miou": null}\n{"epo')
     records, torn = read_json_lines(path)
     assert [record["epoch"] for record in records] == [1, 3]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from udarts.cli import main
+from udarts.engine.layout import BEST_CHECKPOINT, LATENCY_TABLE_FILE, METRICS_LOG
 from udarts.genotype import CellGenotype, Genotype
 from udarts.latency import LatencyShape, LatencyTable, LatencyTableError
 from udarts.latency.measure import measure_table
@@ -85,12 +86,12 @@ def test_the_latency_target_pulls_the_expected_latency_down(tmp_path, tiny_searc
                  "--set", f"model.ops={list(OPS)}", "--set", "search.alpha_travel=4", "--latency-target", "20",
                  "--latency-table", str(table_file), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / METRICS_LOG).read_text().splitlines()]
     latencies = [record["expected_latency_ms"] for record in records]
     assert all(record["latency_target_ms"] == 20 for record in records)
     assert latencies[-1] < 0.8 * latencies[0], latencies  # uniform alphas start far above the target
     assert "predicted latency of the derived genotype" in printed and "(target 20 ms" in printed
-    assert json.loads((out / "latency-table.json").read_text())["ops"] == list(OPS)
+    assert json.loads((out / LATENCY_TABLE_FILE).read_text())["ops"] == list(OPS)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -167,7 +168,7 @@ def test_every_search_mode_takes_the_latency_target(tmp_path, tiny_search_flags,
                  "--set", f"model.ops={list(OPS)}", "--set", f"search.mode={mode}", "--set", f"search.order={order}",
                  "--set", "search.partial_channel_k=2", "--latency-target", "20", "--latency-table", str(table_file),
                  "--out", str(out)]) == 0
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / METRICS_LOG).read_text().splitlines()]
     assert records[-1]["expected_latency_ms"] < records[0]["expected_latency_ms"]
 
 
@@ -176,4 +177,4 @@ def test_light_baselines_train_from_the_command_line(tmp_path, model, capsys):
     out = tmp_path / model
     assert main(["train", "--model", model, "--data", "synthetic", "--image-size", "32x32", "--epochs", "1",
                  "--set", "data.num_samples=8", "--batch-size", "4", "--no-progress", "--out", str(out)]) == 0
-    assert (out / "best.pt").is_file()
+    assert (out / BEST_CHECKPOINT).is_file()

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from udarts.cli import main
+from udarts.engine.layout import derived_genotype_name, one_shot_scores_name
 from udarts.genotype import Genotype
 from udarts.losses import build_loss
 from udarts.ops import OpSettings
@@ -146,14 +147,14 @@ def test_derive_with_one_shot_selection_from_the_command_line(tmp_path, capsys, 
     assert main(["derive", str(search_dir), "--selection", "one_shot", "--candidates", "3", "--batches", "1",
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert f"genotype: {search_dir / 'genotype-top2-os3-b1.json'}" in out and "one-shot: best of 3 random genotypes" in out
-    genotype = Genotype.load(search_dir / "genotype-top2-os3-b1.json")
-    record = json.loads((search_dir / "one-shot-scores-top2-os3-b1.json").read_text())
+    assert f"genotype: {search_dir / derived_genotype_name(2, None, '-os3-b1')}" in out and "one-shot: best of 3 random genotypes" in out
+    genotype = Genotype.load(search_dir / derived_genotype_name(2, None, "-os3-b1"))
+    record = json.loads((search_dir / one_shot_scores_name(2, "-os3-b1")).read_text())
     scores = [candidate["miou"] for candidate in record["candidates"]]
     assert len(scores) == 3 and record["chosen"] == scores.index(max(scores))
     assert record["alpha_genotype"]["rank"] == 1 + sum(score > record["alpha_genotype"]["miou"] for score in scores)
     assert (record["evaluation_batches"], record["recalibration_batches"]) == (1, 1)
-    assert is_png(search_dir / "one-shot-scores-top2-os3-b1.png")
+    assert is_png((search_dir / one_shot_scores_name(2, "-os3-b1")).with_suffix(".png"))
     chosen = Genotype.from_dict(record["candidates"][record["chosen"]]["genotype"])
     assert genotype.cells == chosen.cells and genotype.search["selection"] == "one_shot"
     assert genotype.search["one_shot_index"] == record["candidates"][record["chosen"]]["index"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from udarts.cli import main
+from udarts.engine.layout import derived_genotype_name
 from udarts.genotype import Genotype, select_cell
 from udarts.ops import OpSettings
 from udarts.search.cell import SearchCell
@@ -136,8 +137,8 @@ def test_the_edge_mask_removes_a_whole_partial_channel_edge():
 def test_derive_with_perturbation_selection_from_the_command_line(tmp_path, capsys, tiny_pc_darts_search, tiny_search_flags):
     search_dir = tiny_pc_darts_search
     assert main(["derive", str(search_dir), "--selection", "perturbation", "--batches", "1", "--no-progress"]) == 0
-    assert f"genotype: {search_dir / 'genotype-top2-pt1.json'}" in capsys.readouterr().out
-    genotype = Genotype.load(search_dir / "genotype-top2-pt1.json")
+    assert f"genotype: {search_dir / derived_genotype_name(2, None, '-pt1')}" in capsys.readouterr().out
+    genotype = Genotype.load(search_dir / derived_genotype_name(2, None, "-pt1"))
     assert genotype.search["selection"] == "perturbation" and genotype.search["selection_batches"] == 1
     decoder = [cell for cell in genotype.cells if cell.num_inputs == 2]
     assert decoder and all(len(node) == 2 for cell in decoder for node in cell.nodes)

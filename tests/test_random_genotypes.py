@@ -8,6 +8,7 @@ import torch
 
 from udarts.cli import main
 from udarts.data import synthetic
+from udarts.engine.layout import GENOTYPE_FILE, LAST_CHECKPOINT
 from udarts.genotype import Genotype
 from udarts import random_genotypes
 from udarts.random_genotypes import sample_genotype, sample_genotypes, searchnet_gflops, width_for_budget, width_for_latency
@@ -138,7 +139,7 @@ def test_searchnet_latency_is_timed_on_one_thread_and_restores_the_thread_count(
 
 def test_train_latency_budget_from_the_command_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(random_genotypes, "searchnet_latency_ms", lambda genotype, width, *args, **kwargs: 2.0 * width)
-    genotype = tmp_path / "genotype.json"
+    genotype = tmp_path / GENOTYPE_FILE
     sample_genotype(1, 0, OPS, num_nodes=2).save(genotype)
     common = ["train", "--no-progress", "--image-size", "32x32", "--set", "data.num_samples=16", "--set", "model.num_nodes=2",
               "--genotype", str(genotype), "--dry-run"]
@@ -165,7 +166,7 @@ def test_a_latency_budget_is_refused_under_torchrun_and_not_timed_again_on_resum
     from udarts import experiment
     from udarts.config import ConfigError, resolve
 
-    genotype = sample_genotype(1, 0, OPS, num_nodes=2).save(tmp_path / "genotype.json")
+    genotype = sample_genotype(1, 0, OPS, num_nodes=2).save(tmp_path / GENOTYPE_FILE)
     config = resolve(None, [({"progress": False, "data": {"image_size": [32, 32], "num_samples": 16, "batch_size": 8},
                               "model": {"num_nodes": 2, "latency_budget": 9.0},
                               "train": {"epochs": 1, "genotype": str(genotype)}}, "test")])
@@ -177,7 +178,7 @@ def test_a_latency_budget_is_refused_under_torchrun_and_not_timed_again_on_resum
         checkpoint.unlink()
     monkeypatch.setattr(random_genotypes, "searchnet_latency_ms", lambda *args, **kwargs: pytest.fail("timed on resume"))
     experiment.run_train(experiment.resumed_config(result.run_dir, "train"), resume=result.run_dir)
-    assert torch.load(result.run_dir / "last.pt", weights_only=False)["model_spec"]["width"] == 4
+    assert torch.load(result.run_dir / LAST_CHECKPOINT, weights_only=False)["model_spec"]["width"] == 4
     monkeypatch.setattr(experiment, "_join_processes", lambda config: (object(), torch.device("cpu")))
     with pytest.raises(ConfigError, match="model.latency_budget: under torchrun"):
         experiment.run_train(config, tmp_path / "distributed")

@@ -15,6 +15,15 @@ import udarts.engine.runs as runs
 import udarts.io
 from udarts.cli import build_parser, main
 from udarts.config import resolve
+from udarts.engine.layout import (
+    ALPHAS_LOG,
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    GENOTYPE_FILE,
+    LAST_CHECKPOINT,
+    METRICS_LOG,
+    derived_genotype_name,
+)
 from udarts.engine.runs import BEST_PENDING, Run
 from udarts.engine.trainer import cosine_lr
 
@@ -22,7 +31,7 @@ TINY = ["--no-progress", "--image-size", "16x16", "--batch-size", "4", "--width"
         "--set", "data.num_samples=24", "--set", "model.num_nodes=2", "--set", "model.ops=[conv_3x3,identity]"]
 
 
-def read_log(run_dir, name="metrics.jsonl"):
+def read_log(run_dir, name=METRICS_LOG):
     return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
 
 
@@ -45,7 +54,7 @@ def one_line_error(capsys, *needles):
 def genotype(tmp_path_factory):
     out = tmp_path_factory.mktemp("search") / "run"
     assert main(["search", *TINY, "--epochs", "1", "--out", str(out)]) == 0
-    return str(out / "genotype.json")
+    return str(out / GENOTYPE_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +160,7 @@ def bad_checkpoints(tmp_path_factory, trained):
     torch.save([1, 2], folder / "list.pt")
     torch.save({"epoch": 1, "weights": {}}, folder / "foreign.pt")
     (folder / "empty.pt").write_bytes(b"")
-    (folder / "truncated.pt").write_bytes((trained / "best.pt").read_bytes()[:200])
+    (folder / "truncated.pt").write_bytes((trained / BEST_CHECKPOINT).read_bytes()[:200])
     (folder / "text.pt").write_text("hello")
     return folder
 
@@ -169,19 +178,19 @@ def test_bad_checkpoints_are_named_in_one_line(tmp_path, capsys, bad_checkpoints
     else:
         run_dir = tmp_path / "run"
         run_dir.mkdir()
-        shutil.copy(trained / "config.yaml", run_dir / "config.yaml")
-        shutil.copy(path, run_dir / "last.pt")
-        path = run_dir / "last.pt"
+        shutil.copy(trained / CONFIG_FILE, run_dir / CONFIG_FILE)
+        shutil.copy(path, run_dir / LAST_CHECKPOINT)
+        path = run_dir / LAST_CHECKPOINT
         args = ["train", "--resume", str(run_dir), "--no-progress"]
     assert main(args) == 2
     one_line_error(capsys, str(path))
 
 
 def test_a_search_checkpoint_is_refused_by_eval_and_a_train_checkpoint_by_derive(tmp_path, capsys, trained, genotype):
-    search_last = os.path.join(os.path.dirname(genotype), "last.pt")
+    search_last = os.path.join(os.path.dirname(genotype), LAST_CHECKPOINT)
     assert main(["eval", search_last, "--no-progress"]) == 2
     one_line_error(capsys, "search", "expected a train checkpoint")
-    assert main(["derive", str(trained / "last.pt"), "--out", str(tmp_path / "g.json")]) == 2
+    assert main(["derive", str(trained / LAST_CHECKPOINT), "--out", str(tmp_path / "g.json")]) == 2
     one_line_error(capsys, "expected a search checkpoint")
 
 
@@ -227,19 +236,19 @@ def test_out_in_an_unwritable_folder_is_refused(tmp_path, capsys, monkeypatch, g
 
 
 def test_eval_refuses_an_image_size_the_network_cannot_take(capsys, trained):
-    assert main(["eval", str(trained / "best.pt"), "--no-progress", "--image-size", "36x36"]) == 2
+    assert main(["eval", str(trained / BEST_CHECKPOINT), "--no-progress", "--image-size", "36x36"]) == 2
     one_line_error(capsys, "data.image_size", "36x36")
 
 
 def test_eval_applies_config_and_set_and_names_a_missing_config(tmp_path, capsys, trained):
-    assert main(["eval", str(trained / "best.pt"), "--no-progress", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert main(["eval", str(trained / BEST_CHECKPOINT), "--no-progress", "--config", str(tmp_path / "nope.yaml")]) == 2
     one_line_error(capsys, "nope.yaml")
     config_file = tmp_path / "eval.yaml"
     config_file.write_text("data:\n  num_samples: 64\n")  # synthetic val: a quarter of num_samples
-    assert main(["eval", str(trained / "best.pt"), "--no-progress", "--config", str(config_file),
+    assert main(["eval", str(trained / BEST_CHECKPOINT), "--no-progress", "--config", str(config_file),
                  "--json", str(tmp_path / "a.json")]) == 0
     assert json.loads((tmp_path / "a.json").read_text())["images"] == 16
-    assert main(["eval", str(trained / "best.pt"), "--no-progress", "--config", str(config_file),
+    assert main(["eval", str(trained / BEST_CHECKPOINT), "--no-progress", "--config", str(config_file),
                  "--set", "data.num_samples=48", "--json", str(tmp_path / "b.json")]) == 0
     assert json.loads((tmp_path / "b.json").read_text())["images"] == 12
 
@@ -247,7 +256,7 @@ def test_eval_applies_config_and_set_and_names_a_missing_config(tmp_path, capsys
 # ---- kills at the checkpoint writes ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("moment", ["while writing best", "after last.pt, before best.pt is renamed"])
+@pytest.mark.parametrize("moment", ["while writing best", f"after {LAST_CHECKPOINT}, before {BEST_CHECKPOINT} is renamed"])
 def test_a_kill_at_the_best_checkpoint_write_leaves_best_pt_matching_its_record(tmp_path, monkeypatch, genotype, moment):
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(train_args(genotype) + ["--out", str(full)]) == 0
@@ -263,7 +272,7 @@ def test_a_kill_at_the_best_checkpoint_write_leaves_best_pt_matching_its_record(
             (self.path / (name + ".tmp")).write_bytes(b"partial")
             raise KeyboardInterrupt
         path = original_save(self, state, name)
-        if state["epoch"] == target and name == "last.pt" and moment.startswith("after"):
+        if state["epoch"] == target and name == LAST_CHECKPOINT and moment.startswith("after"):
             raise KeyboardInterrupt
         return path
 
@@ -272,10 +281,10 @@ def test_a_kill_at_the_best_checkpoint_write_leaves_best_pt_matching_its_record(
     monkeypatch.undo()
     # whatever the moment, the folder on disk is consistent once resumed
     assert main(["train", "--resume", str(cut), "--no-progress"]) == 0
-    last, best = load(cut / "last.pt"), load(cut / "best.pt")
+    last, best = load(cut / LAST_CHECKPOINT), load(cut / BEST_CHECKPOINT)
     assert last["epoch"] == 3 and best["epoch"] == last["best_epoch"] == target
     assert best["val_miou"] == last["best_miou"] == max(mious)
-    for key, value in load(full / "best.pt")["model"].items():
+    for key, value in load(full / BEST_CHECKPOINT)["model"].items():
         torch.testing.assert_close(best["model"][key], value, rtol=0, atol=0, msg=key)
     assert not list(cut.glob("*.tmp")) and not (cut / BEST_PENDING).exists()
     assert [record["epoch"] for record in read_log(cut)] == [1, 2, 3]
@@ -292,15 +301,15 @@ def test_a_kill_before_the_first_checkpoint_restarts_on_resume(tmp_path, monkeyp
     monkeypatch.setattr(Run, "log", log_then_die)
     assert main(["search", *TINY, "--epochs", "2", "--out", str(cut)]) == 130
     monkeypatch.undo()
-    assert not (cut / "last.pt").exists() and (cut / "config.yaml").is_file()
+    assert not (cut / LAST_CHECKPOINT).exists() and (cut / CONFIG_FILE).is_file()
     capsys.readouterr()
     assert main(["search", *TINY, "--epochs", "2", "--out", str(cut)]) == 2
     one_line_error(capsys, "--resume")
     assert main(["search", "--resume", str(cut), "--no-progress"]) == 0
     assert "starting it again from epoch 0" in capsys.readouterr().err
-    assert load(cut / "last.pt")["epoch"] == 2
+    assert load(cut / LAST_CHECKPOINT)["epoch"] == 2
     assert [record["epoch"] for record in read_log(cut)] == [1, 2]
-    assert [record["epoch"] for record in read_log(cut, "alphas.jsonl")] == [1, 2]
+    assert [record["epoch"] for record in read_log(cut, ALPHAS_LOG)] == [1, 2]
 
 
 # ---- a full disk and torn logs ---------------------------------------------------------------
@@ -342,7 +351,7 @@ def fill_disk_at(monkeypatch, file_name, epoch):
     monkeypatch.setattr(udarts.io, "open", fake_open, raising=False)  # append_line lives in udarts.io
 
 
-@pytest.mark.parametrize("log_name", ["metrics.jsonl", "alphas.jsonl"])
+@pytest.mark.parametrize("log_name", [METRICS_LOG, ALPHAS_LOG])
 def test_a_full_disk_during_a_log_append_is_named_and_the_torn_line_dropped_on_resume(tmp_path, monkeypatch, capsys, log_name):
     search = ["search", *TINY, "--epochs", "3"]
     full, cut = tmp_path / "full", tmp_path / "cut"
@@ -356,8 +365,8 @@ def test_a_full_disk_during_a_log_append_is_named_and_the_torn_line_dropped_on_r
     assert main(["search", "--resume", str(cut), "--no-progress"]) == 0
     assert f"{cut / log_name}: dropped line 2" in capsys.readouterr().err
     assert [record["epoch"] for record in read_log(cut)] == [1, 2, 3]
-    assert [record["epoch"] for record in read_log(cut, "alphas.jsonl")] == [1, 2, 3]
-    assert (cut / "genotype.json").read_text() == (full / "genotype.json").read_text()
+    assert [record["epoch"] for record in read_log(cut, ALPHAS_LOG)] == [1, 2, 3]
+    assert (cut / GENOTYPE_FILE).read_text() == (full / GENOTYPE_FILE).read_text()
 
 
 def test_a_full_disk_during_a_checkpoint_write_names_the_file_and_leaves_the_previous_one(tmp_path, monkeypatch, capsys, genotype):
@@ -376,14 +385,14 @@ def test_a_full_disk_during_a_checkpoint_write_names_the_file_and_leaves_the_pre
     monkeypatch.undo()
     one_line_error(capsys, "disk full", "mounted at", str(cut))
     assert not list(cut.glob("*.tmp"))  # the partial file is removed, freeing its space
-    assert load(cut / "last.pt")["epoch"] == 1
+    assert load(cut / LAST_CHECKPOINT)["epoch"] == 1
     assert main(["train", "--resume", str(cut), "--no-progress"]) == 0
-    assert load(cut / "last.pt")["epoch"] == 3
+    assert load(cut / LAST_CHECKPOINT)["epoch"] == 3
 
 
 def test_a_torn_line_in_the_middle_of_a_log_is_dropped_with_a_note(tmp_path, capsys):
     run = Run(tmp_path / "run", {"seed": 0})
-    (run.path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epo\n{"epoch": 2}\n{"epoch": 3, "x"')
+    (run.path / METRICS_LOG).write_text('{"epoch": 1}\n{"epo\n{"epoch": 2}\n{"epoch": 3, "x"')
     notes = run.truncate_logs(2)
     assert [record["epoch"] for record in run.read_metrics()] == [1, 2]
     assert len(notes) == 2 and "dropped line 2" in notes[0] and "dropped line 4" in notes[1]
@@ -395,11 +404,11 @@ def test_a_torn_line_in_the_middle_of_a_log_is_dropped_with_a_note(tmp_path, cap
 def test_training_divergence_stops_saves_nothing_of_it_and_resumes_from_the_last_good_epoch(tmp_path, capsys, genotype):
     cut = tmp_path / "cut"
     assert main(train_args(genotype, 1) + ["--out", str(cut)]) == 0
-    good = load(cut / "best.pt")
+    good = load(cut / BEST_CHECKPOINT)
     capsys.readouterr()
     assert main(["train", "--resume", str(cut), "--epochs", "3", "--set", "train.lr=1e9", "--no-progress"]) == 2
-    one_line_error(capsys, "diverged in epoch 2", "train.lr", "last.pt keeps epoch 1")
-    assert load(cut / "last.pt")["epoch"] == 1 and load(cut / "best.pt")["epoch"] == good["epoch"] == 1
+    one_line_error(capsys, "diverged in epoch 2", "train.lr", f"{LAST_CHECKPOINT} keeps epoch 1")
+    assert load(cut / LAST_CHECKPOINT)["epoch"] == 1 and load(cut / BEST_CHECKPOINT)["epoch"] == good["epoch"] == 1
     assert [record["epoch"] for record in read_log(cut)] == [1]
     assert main(["train", "--resume", str(cut), "--set", "train.lr=0.01", "--no-progress"]) == 0
     assert [record["epoch"] for record in read_log(cut)] == [1, 2, 3]
@@ -410,9 +419,9 @@ def test_nan_loss_from_the_first_step_is_one_line_and_the_folder_restarts(tmp_pa
     cut = tmp_path / "cut"
     assert main(train_args(genotype, 2) + ["--set", "train.lr=1.0e+9", "--set", "train.optimizer=sgd", "--out", str(cut)]) == 2
     one_line_error(capsys, "diverged in epoch 1", "train.lr")
-    assert not (cut / "best.pt").exists() and not (cut / "last.pt").exists()
+    assert not (cut / BEST_CHECKPOINT).exists() and not (cut / LAST_CHECKPOINT).exists()
     assert main(["train", "--resume", str(cut), "--set", "train.lr=0.01", "--no-progress"]) == 0
-    assert load(cut / "last.pt")["epoch"] == 2
+    assert load(cut / LAST_CHECKPOINT)["epoch"] == 2
 
 
 @pytest.mark.parametrize("key", ["search.weight_lr", "search.alpha_lr"])
@@ -420,7 +429,7 @@ def test_search_divergence_is_refused_not_turned_into_a_genotype(tmp_path, capsy
     out = tmp_path / "run"
     assert main(["search", *TINY, "--epochs", "2", "--set", f"{key}=1e9", "--out", str(out)]) == 2
     one_line_error(capsys, "diverged in epoch 1", key)
-    assert not (out / "genotype.json").exists() and not (out / "last.pt").exists()
+    assert not (out / GENOTYPE_FILE).exists() and not (out / LAST_CHECKPOINT).exists()
 
 
 # ---- what --resume may change ----------------------------------------------------------------
@@ -429,13 +438,13 @@ def test_search_divergence_is_refused_not_turned_into_a_genotype(tmp_path, capsy
 def test_resume_refuses_flags_that_would_change_the_run(tmp_path, capsys, trained):
     run_dir = tmp_path / "run"
     shutil.copytree(trained, run_dir)
-    before = (run_dir / "config.yaml").read_text()
+    before = (run_dir / CONFIG_FILE).read_text()
     for flags, key in ((["--batch-size", "8"], "data.batch_size"), (["--set", "train.optimizer=sgd"], "train.optimizer"),
                        (["--width", "6"], "model.width"), (["--epochs", "1"], "train.epochs"),
                        (["--out", str(tmp_path / "elsewhere")], "--out")):
         assert main(["train", "--resume", str(run_dir), "--no-progress", *flags]) == 2
         one_line_error(capsys, key)
-    assert (run_dir / "config.yaml").read_text() == before
+    assert (run_dir / CONFIG_FILE).read_text() == before
     # the same flags as the run's own are not a change
     assert main(["train", "--resume", str(run_dir), "--no-progress", "--batch-size", "4", "--width", "4"]) == 0
 
@@ -449,7 +458,7 @@ def test_a_longer_cosine_run_stretches_the_schedule_and_records_it(tmp_path, tra
     assert log[2]["lr"] == pytest.approx(cosine_lr(0.01, 0.0, 2, 4)) and log[2]["lr"] > 0
     assert log[3]["lr"] == pytest.approx(cosine_lr(0.01, 0.0, 3, 4))
     assert Run(run_dir, resume=True).config()["train"]["epochs"] == 4
-    assert load(run_dir / "last.pt")["scheduler"]["T_max"] == 4
+    assert load(run_dir / LAST_CHECKPOINT)["scheduler"]["T_max"] == 4
 
 
 def test_value_tables_match_the_registries():
@@ -472,12 +481,12 @@ def test_value_tables_match_the_registries():
 def test_search_divergence_resumes_from_the_last_good_epoch_with_a_lower_rate(tmp_path, capsys):
     cut = tmp_path / "cut"
     assert main(["search", *TINY, "--epochs", "2", "--set", "search.warmup_epochs=1", "--out", str(cut)]) == 0
-    genotype_before = (cut / "genotype.json").read_text()
+    genotype_before = (cut / GENOTYPE_FILE).read_text()
     assert main(["search", "--resume", str(cut), "--epochs", "3", "--set", "search.weight_lr=1e9", "--no-progress"]) == 2
-    one_line_error(capsys, "diverged in epoch 3", "search.weight_lr", "last.pt keeps epoch 2")
-    assert load(cut / "last.pt")["epoch"] == 2 and (cut / "genotype.json").read_text() == genotype_before
+    one_line_error(capsys, "diverged in epoch 3", "search.weight_lr", f"{LAST_CHECKPOINT} keeps epoch 2")
+    assert load(cut / LAST_CHECKPOINT)["epoch"] == 2 and (cut / GENOTYPE_FILE).read_text() == genotype_before
     assert main(["search", "--resume", str(cut), "--set", "search.weight_lr=0.002", "--no-progress"]) == 0
-    last = load(cut / "last.pt")
+    last = load(cut / LAST_CHECKPOINT)
     assert last["epoch"] == 3 and last["weight_optimizer"]["param_groups"][0]["lr"] == 0.002
     assert [record["epoch"] for record in read_log(cut)] == [1, 2, 3]
 
@@ -485,9 +494,9 @@ def test_search_divergence_resumes_from_the_last_good_epoch_with_a_lower_rate(tm
 def test_derive_with_other_settings_leaves_the_searchs_genotype_alone(tmp_path, genotype):
     run_dir = tmp_path / "search"
     shutil.copytree(os.path.dirname(genotype), run_dir)
-    own = (run_dir / "genotype.json").read_text()
+    own = (run_dir / GENOTYPE_FILE).read_text()
     assert main(["derive", str(run_dir), "--top-k", "1"]) == 0
-    assert (run_dir / "genotype.json").read_text() == own and (run_dir / "genotype-top1.json").is_file()
+    assert (run_dir / GENOTYPE_FILE).read_text() == own and (run_dir / derived_genotype_name(1, None)).is_file()
 
 
 def test_torchs_short_write_on_a_full_disk_is_reported_as_disk_full(tmp_path, monkeypatch):
@@ -507,8 +516,8 @@ def test_torchs_short_write_on_a_full_disk_is_reported_as_disk_full(tmp_path, mo
     monkeypatch.setattr(torch, "save", short_write)
     monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(100, 100, 0))
     with pytest.raises(OSError) as raised:
-        save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
-    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "last.pt")
+        save_checkpoint({"epoch": 1}, tmp_path / LAST_CHECKPOINT)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / LAST_CHECKPOINT)
     assert not list(tmp_path.iterdir())
     message, code = error_line(raised.value)
-    assert code == 2 and message.startswith("disk full") and str(tmp_path / "last.pt") in message
+    assert code == 2 and message.startswith("disk full") and str(tmp_path / LAST_CHECKPOINT) in message

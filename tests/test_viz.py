@@ -14,6 +14,7 @@ from udarts.app.compare import (
     format_statistic,
     parse_entries,
 )
+from udarts.engine.layout import GENOTYPE_FILE
 from udarts.genotype import derive
 from udarts.space import all_edges, cell_slots, nodes_for_edges
 from udarts.viz.alphas import edge_labels, mean_weights_over_epochs, plot_alpha_history, plot_final_alphas
@@ -104,11 +105,11 @@ def test_config_differences_name_nested_keys():
 
 
 def test_model_entries_and_labels():
-    entries = parse_entries(["unet", "wide=unet"], ["runs/search-a/genotype.json", "b.json"], {"wide": {"width": 32}})
+    entries = parse_entries(["unet", "wide=unet"], [f"runs/search-a/{GENOTYPE_FILE}", "b.json"], {"wide": {"width": 32}})
     assert [(entry.label, entry.model) for entry in entries] == [
         ("unet", "unet"), ("wide", "unet"), ("searchnet-search-a", "searchnet"), ("searchnet-b", "searchnet")]
     assert entries[1].options == {"width": 32} and entries[0].options == {}
-    assert parse_entries([], ["x/genotype.json"])[0].label == "searchnet"
+    assert parse_entries([], [f"x/{GENOTYPE_FILE}"])[0].label == "searchnet"
     with pytest.raises(ComparisonError, match="--genotypes"):
         parse_entries(["searchnet"])
     with pytest.raises(ComparisonError, match="label"):

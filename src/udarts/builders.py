@@ -270,7 +270,9 @@ def search_meta(config: Config) -> dict[str, Any]:
 
 def _genotype_path(config: Config) -> str:
     if not config.train.genotype:
-        raise ConfigError("train.genotype: SEARCH-Net needs a genotype; pass --genotype PATH/genotype.json")
+        from udarts.engine.layout import GENOTYPE_FILE
+
+        raise ConfigError(f"train.genotype: SEARCH-Net needs a genotype; pass --genotype PATH/{GENOTYPE_FILE}")
     return config.train.genotype
 
 

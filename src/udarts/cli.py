@@ -17,6 +17,7 @@ from typing import Any
 from udarts import __version__, experiment
 from udarts.config import Config, ConfigError, load_yaml, parse_assignment, resolve, set_dotted
 from udarts.data.base import DatasetError
+from udarts.engine.layout import BEST_CHECKPOINT, GENOTYPE_FILE
 from udarts.genotype import GenotypeError
 
 # ---- config --------------------------------------------------------------------------------------
@@ -252,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    search = commands.add_parser("search", help="search an architecture (trains the supernet, writes genotype.json)")
+    search = commands.add_parser("search", help=f"search an architecture (trains the supernet, writes {GENOTYPE_FILE})")
     _common(search)
     search.add_argument("--dry-run", action="store_true", help="print the supernet's size and FLOPs, then exit")
     search.add_argument("--latency-target", type=float, metavar="MS", help="latency-aware search: penalise derived "
@@ -274,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     derive = commands.add_parser("derive", help="derive a genotype from a search checkpoint or run folder")
     derive.add_argument("checkpoint", help="search run folder or checkpoint (.pt)")
-    derive.add_argument("--out", help="genotype path (default: beside the checkpoint, genotype.json with the search's "
+    derive.add_argument("--out", help=f"genotype path (default: beside the checkpoint, {GENOTYPE_FILE} with the search's "
                         "own --top-k and --max-identity, else genotype-top<K>[-maxid<N>][-pt<B>|-os<N>-b<B>].json)")
     derive.add_argument("--top-k", type=int, help="kept incoming edges per node (default: the search's)")
     derive.add_argument("--selection", choices=("alpha", "perturbation", "one_shot"), default="alpha",
@@ -293,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train SEARCH-Net from a genotype (or a baseline) from scratch")
     _common(train)
-    train.add_argument("--genotype", help="genotype.json to build SEARCH-Net from")
+    train.add_argument("--genotype", help=f"{GENOTYPE_FILE} to build SEARCH-Net from")
     train.add_argument("--model", help="searchnet (default) or a baseline name")
     train.add_argument("--flops-budget", type=float, metavar="GFLOPS",
                        help="SEARCH-Net: the largest width whose GFLOPs per image (at --image-size) fit this (model.flops_budget)")
@@ -315,14 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--num-classes", type=int, default=11, help="classes of the head the FLOPs are counted with (default 11, CamVid)")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained checkpoint: per-class IoU, mIoU, pixel accuracy")
-    evaluate.add_argument("checkpoint", help="a training checkpoint (.pt, e.g. RUN_DIR/best.pt); its config is the base, "
+    evaluate.add_argument("checkpoint", help=f"a training checkpoint (.pt, e.g. RUN_DIR/{BEST_CHECKPOINT}); its config is the base, "
                           "then --config, the flags and --set on top")
     _common(evaluate, training=False)
     evaluate.add_argument("--split", default="val", help="split to evaluate (default val)")
     evaluate.add_argument("--json", help="also write the metrics to this JSON file")
 
     predict = commands.add_parser("predict", help="write colour masks and overlays for an image or a folder")
-    predict.add_argument("checkpoint", help="a training checkpoint (.pt, e.g. RUN_DIR/best.pt)")
+    predict.add_argument("checkpoint", help=f"a training checkpoint (.pt, e.g. RUN_DIR/{BEST_CHECKPOINT})")
     predict.add_argument("input", help="an image file or a folder of images")
     predict.add_argument("--out", required=True, help="output folder")
     predict.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
@@ -330,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a trained checkpoint as ONNX, a torch.export program or TorchScript, "
                                                 "with a JSON sidecar (FILE.json)")
-    export.add_argument("checkpoint", help="a 'udarts train' checkpoint (best.pt)")
+    export.add_argument("checkpoint", help=f"a 'udarts train' checkpoint ({BEST_CHECKPOINT})")
     export.add_argument("--format", default="onnx", choices=["onnx", "exported-program", "torchscript"],
                         help="onnx (default), exported-program (torch.export, .pt2) or torchscript")
     export.add_argument("--out", required=True, help="model file to write; the sidecar goes to FILE.json")
@@ -346,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(compare, training=False)
     compare.add_argument("--models", help="comma-separated baselines (unet, unet_resnet34, unetpp, fpn, deeplabv3, setr); "
                                           "LABEL=NAME names a row")
-    compare.add_argument("--genotypes", help="comma-separated genotype.json files, each trained as SEARCH-Net; LABEL=PATH names a row")
+    compare.add_argument("--genotypes", help=f"comma-separated {GENOTYPE_FILE} files, each trained as SEARCH-Net; LABEL=PATH names a row")
     compare.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: the config's seed)")
     compare.add_argument("--model-option", action="append", metavar="LABEL:KEY=VALUE",
                          help="a baseline's network option, e.g. unet:width=8 (repeatable)")

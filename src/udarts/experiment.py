@@ -33,6 +33,8 @@ from udarts.builders import (  # noqa: F401  (build_supernet, build_strategy: pa
 from udarts.checkpoints import load_trained  # noqa: F401  (part of the API)
 from udarts.config import Config, ConfigError, changed_keys, dotted, resolve
 from udarts.data.base import DatasetError
+from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT
+from udarts.engine.runs import closing_runs
 from udarts.genotype import Genotype
 
 
@@ -43,7 +45,7 @@ class SearchResult:
 
     @property
     def genotype_path(self) -> Path:
-        return self.run_dir / "genotype.json"
+        return self.run_dir / GENOTYPE_FILE
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class TrainResult:
 
     @property
     def best_checkpoint(self) -> Path:
-        return self.run_dir / "best.pt"
+        return self.run_dir / BEST_CHECKPOINT
 
 
 # ---- run folders -----------------------------------------------------------------------------------
@@ -73,8 +75,8 @@ def resumed_config(run_dir: str | Path, kind: str, overrides: list[tuple[dict[st
     naming the key."""
     from udarts.engine.runs import Run
 
-    run = Run(run_dir, resume=True)
-    config_file = str(run.path / "config.yaml")
+    run = Run(run_dir, resume=True, lock=False)  # only reads
+    config_file = str(run.path / CONFIG_FILE)
     recorded = Config.from_dict(run.config(), config_file).to_dict()
     config = resolve(None, [(recorded, config_file), *overrides])
     refused = [key for key in changed_keys(recorded, config.to_dict()) if key not in RESUME_SAFE_KEYS[kind]]
@@ -102,12 +104,12 @@ def _reopen(run_dir: str | Path, kind: str, config: Config) -> tuple[Any, dict[s
     from udarts.engine.runs import Run, load_checkpoint
     from udarts.io import atomic_write_text
 
-    run = Run(run_dir, resume=True)
-    recorded = Config.from_dict(run.config(), str(run.path / "config.yaml")).to_dict()
+    run = Run(run_dir, resume=True, lock=launched_rank() == 0)  # the writer holds the folder's lock from here on
+    recorded = Config.from_dict(run.config(), str(run.path / CONFIG_FILE)).to_dict()
     changed = changed_keys(recorded, config.to_dict())
     state, done = None, 0
-    if (run.path / "last.pt").is_file():
-        state = load_checkpoint(run.path / "last.pt", kind=kind)
+    if (run.path / LAST_CHECKPOINT).is_file():
+        state = load_checkpoint(run.path / LAST_CHECKPOINT, kind=kind)
         done = state["epoch"]
     elif launched_rank() == 0:
         print(f"note: {run.path} has no checkpoint yet (it stopped during its first epoch): starting it again from "
@@ -119,20 +121,19 @@ def _reopen(run_dir: str | Path, kind: str, config: Config) -> tuple[Any, dict[s
         run.truncate_logs(done)
         run.recover(state or {})
         if changed:
-            atomic_write_text(run.path / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-            print(f"resume: {_changes(recorded, config.to_dict(), changed, ', ')} (recorded in {run.path / 'config.yaml'})")
+            atomic_write_text(run.path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+            print(f"resume: {_changes(recorded, config.to_dict(), changed, ', ')} (recorded in {run.path / CONFIG_FILE})")
     return run, state
 
 
 def check_new_run(out: str | Path | None, config: Config) -> None:
     """Before any data is read: the new run folder (``out``, else a new one under ``config.out``)
     can be made: not a file, not under a file, writable, and empty if it exists."""
-    from udarts.engine.runs import check_out_folder
+    from udarts.engine.runs import check_empty_folder, check_out_folder
 
-    path = Path(out) if out is not None else None
-    check_out_folder(path if path is not None else Path(config.out), "--out" if path is not None else "out")
-    if path is not None and path.is_dir() and any(path.iterdir()):
-        raise FileExistsError(f"{path}: run folder exists and is not empty; use --resume {path} or another --out")
+    check_out_folder(Path(out) if out is not None else Path(config.out), "--out" if out is not None else "out")
+    if out is not None:
+        check_empty_folder(Path(out))
 
 
 def _open_run(kind: str, out: str | Path | None, config: Config, run, distributed):
@@ -214,6 +215,7 @@ def _resume_search(model, strategy, parts, state: dict[str, Any], config: Config
     return state["epoch"]
 
 
+@closing_runs
 def run_search(config: Config, out: str | Path | None = None, *, resume: str | Path | None = None) -> SearchResult:
     """Train the supernet on half of the training split (weights) and the other half (alphas),
     derive the genotype every epoch, and write the run folder (``resume``: continue that run).
@@ -262,11 +264,11 @@ def run_search(config: Config, out: str | Path | None = None, *, resume: str | P
            warmup_epochs=config.search.warmup_epochs, start_epoch=start_epoch)
     genotype = genotype_of(config, model)(config.search.epochs)
     if is_main:
-        genotype.save(run.path / "genotype.json")
+        genotype.save(run.path / GENOTYPE_FILE)
         for part in parts:
             part.on_search_end(genotype)
         run.close()
-        print(f"genotype: {run.path / 'genotype.json'}")
+        print(f"genotype: {run.path / GENOTYPE_FILE}")
     multiprocess.shutdown(distributed)
     return SearchResult(run_dir, genotype if is_main else None)
 
@@ -275,6 +277,7 @@ def run_search(config: Config, out: str | Path | None = None, *, resume: str | P
 # ---- train -----------------------------------------------------------------------------------------
 
 
+@closing_runs
 def run_train(config: Config, out: str | Path | None = None, *, resume: str | Path | None = None) -> TrainResult:
     """Train SEARCH-Net (``train.genotype``) or a baseline (``train.model``) from scratch, pick
     ``best.pt`` on ``train.select_split``, and write the run folder (``resume``: continue it).
@@ -339,7 +342,7 @@ def run_train(config: Config, out: str | Path | None = None, *, resume: str | Pa
         last = result["last"]
         if last:
             print(f"epoch {last['epoch']}: val mIoU {100 * last['val_miou']:.2f}, pixel accuracy "
-                  f"{100 * last['val_pixel_accuracy']:.2f}; best val mIoU {100 * result['best_miou']:.2f} (best.pt)")
+                  f"{100 * last['val_pixel_accuracy']:.2f}; best val mIoU {100 * result['best_miou']:.2f} ({BEST_CHECKPOINT})")
         else:
             print(f"nothing to train: {run_dir} already has {start_epoch} of {train.epochs} epochs")
     multiprocess.shutdown(distributed)

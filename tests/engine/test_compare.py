@@ -12,6 +12,7 @@ from PIL import Image
 from udarts.cli import main
 from udarts.complexity import count_flops, count_parameters
 from udarts.app.compare import config_differences
+from udarts.engine.layout import GENOTYPE_FILE, LAST_CHECKPOINT, METRICS_LOG
 from udarts.models import build_model
 from udarts.viz.figures import is_png
 
@@ -25,7 +26,7 @@ SEEDS = [0, 1]
 
 def compare_args(search_dir, out, epochs=2):
     return ["compare", *TINY, *SMALL_BASELINES, "--epochs", str(epochs), "--models", "setr,unet",
-            "--genotypes", str(search_dir / "genotype.json"), "--seeds", "0,1", "--out", str(out),
+            "--genotypes", str(search_dir / GENOTYPE_FILE), "--seeds", "0,1", "--out", str(out),
             "--num-images", "2", "--latency-repeats", "2"]
 
 
@@ -44,7 +45,7 @@ def comparison(search_dir, tmp_path_factory):
 
 
 def read_records(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (run_dir / METRICS_LOG).read_text().splitlines()]
 
 
 def table_rows(comparison):
@@ -57,7 +58,7 @@ def test_each_model_and_seed_is_an_ordinary_train_run_on_one_budget(comparison):
     for label in LABELS:
         for seed in SEEDS:
             run_dir = comparison / "runs" / label / f"seed-{seed}"
-            state = torch.load(run_dir / "last.pt", weights_only=False)
+            state = torch.load(run_dir / LAST_CHECKPOINT, weights_only=False)
             assert state["kind"] == "train" and state["epoch"] == 2
             assert state["model_spec"]["name"] == ("searchnet" if label == "searchnet" else label)
             assert [record["epoch"] for record in read_records(run_dir)] == [1, 2]
@@ -92,7 +93,7 @@ def test_the_table_numbers_equal_the_logged_values(comparison):
         assert float(row["train_seconds_mean"]) == pytest.approx(statistics.fmean(seconds), rel=1e-12)
         assert row["seeds"] == "0 1" and row["epochs"] == "2"
 
-        state = torch.load(comparison / "runs" / label / "seed-0" / "last.pt", weights_only=False)
+        state = torch.load(comparison / "runs" / label / "seed-0" / LAST_CHECKPOINT, weights_only=False)
         model = build_model(state["model_spec"])
         assert int(row["parameters"]) == count_parameters(model)
         assert int(row["flops"]) == count_flops(model, (1, 3, 16, 16)) > 0
@@ -129,12 +130,12 @@ def test_a_second_run_reuses_finished_runs_and_resumes_an_interrupted_one(compar
     copy = tmp_path / "cmp"
     shutil.copytree(comparison, copy)
     interrupted = copy / "runs" / "unet" / "seed-1"
-    state = torch.load(interrupted / "last.pt", weights_only=False)
+    state = torch.load(interrupted / LAST_CHECKPOINT, weights_only=False)
     state["epoch"] = 1  # as if the process died after epoch 1
-    torch.save(state, interrupted / "last.pt")
-    first_line = (interrupted / "metrics.jsonl").read_text().splitlines()[0]
-    (interrupted / "metrics.jsonl").write_text(first_line + "\n")
-    untouched = {path: path.stat().st_mtime_ns for path in copy.glob("runs/*/seed-*/last.pt") if path.parent != interrupted}
+    torch.save(state, interrupted / LAST_CHECKPOINT)
+    first_line = (interrupted / METRICS_LOG).read_text().splitlines()[0]
+    (interrupted / METRICS_LOG).write_text(first_line + "\n")
+    untouched = {path: path.stat().st_mtime_ns for path in copy.glob(f"runs/*/seed-*/{LAST_CHECKPOINT}") if path.parent != interrupted}
 
     capsys.readouterr()
     assert main(compare_args(search_dir, copy)) == 0
@@ -143,7 +144,7 @@ def test_a_second_run_reuses_finished_runs_and_resumes_an_interrupted_one(compar
     assert "unet seed 1: resuming at epoch 2 of 2" in out
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in untouched.items())
     assert [record["epoch"] for record in read_records(interrupted)] == [1, 2]
-    assert torch.load(interrupted / "last.pt", weights_only=False)["epoch"] == 2
+    assert torch.load(interrupted / LAST_CHECKPOINT, weights_only=False)["epoch"] == 2
 
 
 def test_another_budget_in_the_same_folder_is_refused(comparison, search_dir, tmp_path, capsys):
@@ -158,13 +159,13 @@ def test_a_flops_budget_sizes_searchnet_once_and_a_re_run_reuses_its_runs(search
     from udarts.genotype import Genotype
 
     out = tmp_path / "budget"
-    args = ["compare", *TINY, "--epochs", "1", "--genotypes", str(search_dir / "genotype.json"), "--seeds", "0,1",
+    args = ["compare", *TINY, "--epochs", "1", "--genotypes", str(search_dir / GENOTYPE_FILE), "--seeds", "0,1",
             "--out", str(out), "--num-images", "0", "--latency-repeats", "1", "--set", "model.flops_budget=0.002"]
     assert main(args) == 0
-    width, _ = width_for_budget(Genotype.load(search_dir / "genotype.json"), 0.002, (16, 16), 4)
+    width, _ = width_for_budget(Genotype.load(search_dir / GENOTYPE_FILE), 0.002, (16, 16), 4)
     assert width != 4  # the budget, not --width, sized it
     for seed in (0, 1):
-        recorded = torch.load(out / "runs" / "searchnet" / f"seed-{seed}" / "last.pt", weights_only=False)
+        recorded = torch.load(out / "runs" / "searchnet" / f"seed-{seed}" / LAST_CHECKPOINT, weights_only=False)
         assert recorded["model_spec"]["width"] == width
     capsys.readouterr()
     assert main(args) == 0  # the runs recorded the fitted width, which the re-run expects

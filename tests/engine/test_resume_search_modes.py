@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from udarts.cli import main
+from udarts.engine.layout import GENOTYPE_FILE, LAST_CHECKPOINT, PRUNING_LOG
 
 from .test_resume import TINY, assert_same_state, read_metrics
 
@@ -31,17 +32,17 @@ def test_resumed_search_in_each_mode_matches_an_uninterrupted_one(tmp_path, cras
     disarm()
     cut, full = tmp_path / "cut", tmp_path / "full"
     assert main(["search", "--resume", str(cut), "--no-progress"]) == 0
-    full_state = torch.load(full / "last.pt", weights_only=False)
-    resumed_state = torch.load(cut / "last.pt", weights_only=False)
+    full_state = torch.load(full / LAST_CHECKPOINT, weights_only=False)
+    resumed_state = torch.load(cut / LAST_CHECKPOINT, weights_only=False)
     assert_same_state(full_state["model"], resumed_state["model"])
     assert read_metrics(cut) == [{**r, "seconds": m["seconds"]} for r, m in zip(read_metrics(full), read_metrics(cut))]
-    assert (cut / "pruning.jsonl").read_text() == (full / "pruning.jsonl").read_text()
-    assert (cut / "genotype.json").read_text() == (full / "genotype.json").read_text()
+    assert (cut / PRUNING_LOG).read_text() == (full / PRUNING_LOG).read_text()
+    assert (cut / GENOTYPE_FILE).read_text() == (full / GENOTYPE_FILE).read_text()
 
     metrics = read_metrics(full)
     assert [r["dropped_ops"] > 0 for r in metrics] == [False, True, True]  # pruned after epochs 2 and 3
     assert metrics[0]["active_ops"] > metrics[1]["active_ops"] > metrics[2]["active_ops"]
-    pruned = [json.loads(line) for line in (full / "pruning.jsonl").read_text().splitlines()]
+    pruned = [json.loads(line) for line in (full / PRUNING_LOG).read_text().splitlines()]
     assert {record["epoch"] for record in pruned} == {2, 3}
     masks = [full_state["model"][f"cells.{i}.op_mask"] for i in range(8)]
     assert sum(int(mask.sum()) for mask in masks) == metrics[-1]["active_ops"]

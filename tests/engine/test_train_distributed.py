@@ -19,6 +19,7 @@ from udarts.engine.distributed import (
     shard_loader,
     shutdown,
 )
+from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT, METRICS_LOG
 from udarts.engine.trainer import build_scheduler, epoch_seed, fit
 from udarts.genotype import CellGenotype, Genotype
 from udarts.losses import cross_entropy
@@ -94,7 +95,7 @@ def _worker(rank: int, ports: tuple[int, int], folder: str) -> None:
     from udarts import experiment
     from udarts.cli import build_parser, load_config
 
-    genotype = os.path.join(folder, "genotype.json")
+    genotype = os.path.join(folder, GENOTYPE_FILE)
     args = build_parser().parse_args(["train", *CLI_ARGS, "--genotype", genotype, "--epochs", "1"])
     path = experiment.run_train(load_config(args, "train"), os.path.join(folder, "ddp")).run_dir
     os.environ["MASTER_PORT"] = str(ports[1])  # run_train left the process group; join a fresh one
@@ -108,14 +109,14 @@ def _worker(rank: int, ports: tuple[int, int], folder: str) -> None:
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp_train")
-    tiny_genotype().save(folder / "genotype.json")
+    tiny_genotype().save(folder / GENOTYPE_FILE)
     ports = (free_port(), free_port())
     run_processes(_worker, (ports, str(folder)), WORLD_SIZE, "training")
     return folder
 
 
 def read_metrics(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (run_dir / METRICS_LOG).read_text().splitlines()]
 
 
 def test_two_processes_keep_identical_weights_and_match_one_process(two_process_run):
@@ -154,14 +155,14 @@ def test_train_command_under_two_processes_writes_one_run_folder_that_one_proces
     paths = {(two_process_run / f"paths_rank{rank}.txt").read_text() for rank in range(WORLD_SIZE)}
     assert paths == {f"{ddp}\n{ddp}"}
     assert sorted(path.name for path in two_process_run.iterdir() if path.is_dir()) == ["ddp"]
-    for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt"):
+    for name in (CONFIG_FILE, METRICS_LOG, LAST_CHECKPOINT, BEST_CHECKPOINT):
         assert (ddp / name).is_file(), name
     metrics = read_metrics(ddp)
     assert [record["epoch"] for record in metrics] == [1, 2]  # one writer, and the resume extended the run
 
-    state = torch.load(ddp / "last.pt", weights_only=False)
+    state = torch.load(ddp / LAST_CHECKPOINT, weights_only=False)
     assert state["epoch"] == 2 and not any(key.startswith("module.") for key in state["model"])
-    assert main(["eval", str(ddp / "last.pt"), "--no-progress", "--device", "cpu", "--json", str(tmp_path / "eval.json")]) == 0
+    assert main(["eval", str(ddp / LAST_CHECKPOINT), "--no-progress", "--device", "cpu", "--json", str(tmp_path / "eval.json")]) == 0
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert evaluated["images"] == 9
     assert evaluated["miou"] == pytest.approx(metrics[-1]["val_miou"], rel=1e-9)
@@ -170,7 +171,7 @@ def test_train_command_under_two_processes_writes_one_run_folder_that_one_proces
     # and the two processes followed one process on the whole batch. Only the first epoch: in
     # float32 this tiny network is chaotic (float32 and float64 runs of one process part by 1e-2
     # in the weights within 27 steps); the float64 comparison is the test above.
-    genotype = str(two_process_run / "genotype.json")
+    genotype = str(two_process_run / GENOTYPE_FILE)
     assert main(["train", *CLI_ARGS, "--genotype", genotype, "--epochs", "1", "--out", str(tmp_path / "single")]) == 0
     single = read_metrics(tmp_path / "single")[0]
     for key in ("train_loss", "val_loss"):

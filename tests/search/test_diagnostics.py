@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from udarts.engine.layout import ALPHAS_LOG, CONFIG_FILE
 from udarts.genotype import CellGenotype, derive
 from udarts.search.diagnostics import (
     ENTROPY_WARNING,
@@ -133,7 +134,7 @@ def test_report_computes_the_diagnostics_of_an_old_alphas_log(tmp_path):
 
     run = tmp_path / "search-old"
     run.mkdir()
-    (run / "config.yaml").write_text("model: {num_nodes: 4}\nsearch: {top_k: 1, epochs: 2}\n")
+    (run / CONFIG_FILE).write_text("model: {num_nodes: 4}\nsearch: {top_k: 1, epochs: 2}\n")
     generator = torch.Generator().manual_seed(3)
     lines = []
     for epoch in (1, 2):
@@ -146,7 +147,7 @@ def test_report_computes_the_diagnostics_of_an_old_alphas_log(tmp_path):
                 logits[:, OPS.index("identity")] += 3.0
             cells[slot.name] = torch.softmax(logits, dim=-1).tolist()
         lines.append(json.dumps({"epoch": epoch, "op_names": list(OPS), "cells": cells}))
-    (run / "alphas.jsonl").write_text("\n".join(lines) + "\n")
+    (run / ALPHAS_LOG).write_text("\n".join(lines) + "\n")
     written = report_search_run(run)
     assert is_png(written["diagnostics"])
     summary = (run / "summary.md").read_text()
@@ -175,6 +176,6 @@ def test_the_search_derives_with_the_identity_cap_and_logs_diagnostics(tmp_path)
 
     run = Run(tmp_path / "run")
     log_alphas(run, model, 1, capped)
-    record = json.loads((tmp_path / "run" / "alphas.jsonl").read_text())
+    record = json.loads((tmp_path / "run" / ALPHAS_LOG).read_text())
     assert record["diagnostics"]["C1"]["identity_share"] == pytest.approx(1 / 3)  # 3 kept edges, one identity
     run.close()

@@ -16,6 +16,7 @@ from udarts.engine.distributed import (
     rank_seed,
     shutdown,
 )
+from udarts.engine.layout import ALPHAS_LOG, LAST_CHECKPOINT, METRICS_LOG
 from udarts.engine.trainer import epoch_seed
 from udarts.losses import cross_entropy
 from udarts.search.darts import DartsStrategy
@@ -123,16 +124,16 @@ def test_search_command_under_two_processes_writes_once_and_matches_one_process(
     paths = {(two_process_run / f"path_rank{rank}.txt").read_text() for rank in range(WORLD_SIZE)}
     assert paths == {str(two_process_run / "ddp")}
     ddp = two_process_run / "ddp"
-    metrics = [json.loads(line) for line in (ddp / "metrics.jsonl").read_text().splitlines()]
+    metrics = [json.loads(line) for line in (ddp / METRICS_LOG).read_text().splitlines()]
     assert [record["epoch"] for record in metrics] == [1, 2]  # one writer
     seeds = [int((two_process_run / f"seed_rank{rank}.txt").read_text()) for rank in range(WORLD_SIZE)]
     assert seeds[0] == epoch_seed(0, 1) and seeds[1] == rank_seed(seeds[0], 1)  # augmentation seeded per rank
-    assert len((ddp / "alphas.jsonl").read_text().splitlines()) == 2
+    assert len((ddp / ALPHAS_LOG).read_text().splitlines()) == 2
     assert main(["search", *CLI_ARGS, "--out", str(tmp_path / "single")]) == 0
-    single = torch.load(tmp_path / "single" / "last.pt", weights_only=False)
-    multi = torch.load(ddp / "last.pt", weights_only=False)
+    single = torch.load(tmp_path / "single" / LAST_CHECKPOINT, weights_only=False)
+    multi = torch.load(ddp / LAST_CHECKPOINT, weights_only=False)
     for index in range(8):
         key = f"cells.{index}.alphas"
         torch.testing.assert_close(multi["model"][key], single["model"][key], rtol=1e-3, atol=1e-4, msg=key)
-    single_metrics = [json.loads(line) for line in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+    single_metrics = [json.loads(line) for line in (tmp_path / "single" / METRICS_LOG).read_text().splitlines()]
     assert metrics[-1]["train_loss"] == pytest.approx(single_metrics[-1]["train_loss"], rel=1e-4)

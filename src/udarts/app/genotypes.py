@@ -8,6 +8,7 @@ from pathlib import Path
 
 from udarts.builders import check_u_input_size, search_meta, search_op_settings, search_ops
 from udarts.config import Config, ConfigError
+from udarts.engine.layout import GENOTYPE_FILE, derived_genotype_name, one_shot_scores_name
 
 KEEP = "keep"  # derive's max_identity: the search's own search.max_identity
 
@@ -88,12 +89,12 @@ def derive_genotype(checkpoint: str | Path, top_k: int | None = None, max_identi
         alpha_genotype = alpha_rule()  # the reference the candidates are ranked against, with the search's cap
         max_identity = meta["max_identity"] = None  # the candidates are uniform draws: no cap
         genotype = one_shot_selection(state, config, top_k, candidates, batches, root, device, progress, alpha_genotype,
-                                      folder / f"one-shot-scores-top{top_k}{suffix}.json")
+                                      folder / one_shot_scores_name(top_k, suffix))
         genotype = dataclasses.replace(genotype, search={**meta, **genotype.search, "selection": "one_shot"})
     if out is None:  # the search's own genotype.json is only rewritten with the search's own settings
-        name = "genotype.json"
+        name = GENOTYPE_FILE
         if (top_k, max_identity, suffix) != (config.search.top_k, config.search.max_identity, ""):
-            name = f"genotype-top{top_k}" + (f"-maxid{max_identity}" if max_identity is not None else "") + suffix + ".json"
+            name = derived_genotype_name(top_k, max_identity, suffix)
         out = folder / name
     genotype.save(out)
     weights = softmax_weights(architecture["alphas"], architecture["op_masks"])

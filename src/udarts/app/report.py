@@ -26,14 +26,20 @@ import yaml
 from udarts.app.compare.plan import COMPARISON_FILE
 from udarts.app.compare.render import format_count, format_seconds
 from udarts.checkpoints import load_trained
+from udarts.engine.layout import (
+    ALPHAS_FINAL_PNG,
+    ALPHAS_HISTORY_PNG,
+    ALPHAS_LOG,
+    CELLS_PNG,
+    CONFIG_FILE,
+    CURVES_PNG,
+    DIAGNOSTICS_PNG,
+    GENOTYPE_FILE,
+    LAST_CHECKPOINT,
+    METRICS_LOG,
+    SUMMARY_MARKDOWN,
+)
 from udarts.io import atomic_write_text, read_jsonl
-
-CURVES_PNG = "curves.png"
-ALPHAS_FINAL_PNG = "alphas_final.png"
-ALPHAS_HISTORY_PNG = "alphas_history.png"
-CELLS_PNG = "cells.png"
-DIAGNOSTICS_PNG = "diagnostics.png"
-SUMMARY_MARKDOWN = "summary.md"
 
 
 def folder_kind(path: Path) -> str:
@@ -41,15 +47,15 @@ def folder_kind(path: Path) -> str:
     path = Path(path)
     if (path / COMPARISON_FILE).is_file():
         return "comparison"
-    if not (path / "config.yaml").is_file():
-        raise FileNotFoundError(f"{path}: not a udarts run or comparison folder (no config.yaml, no {COMPARISON_FILE})")
-    if (path / "alphas.jsonl").is_file() or (path / "genotype.json").is_file():
+    if not (path / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{path}: not a udarts run or comparison folder (no {CONFIG_FILE}, no {COMPARISON_FILE})")
+    if (path / ALPHAS_LOG).is_file() or (path / GENOTYPE_FILE).is_file():
         return "search"
     return "train"
 
 
 def _config(path: Path) -> dict[str, Any]:
-    return yaml.safe_load((path / "config.yaml").read_text()) or {}
+    return yaml.safe_load((path / CONFIG_FILE).read_text()) or {}
 
 
 def _percent(value: Any) -> str:
@@ -76,9 +82,9 @@ def report_train_run(path: Path) -> dict[str, Path]:
 
     path = Path(path)
     config = _config(path)
-    records = read_jsonl(path / "metrics.jsonl")
+    records = read_jsonl(path / METRICS_LOG)
     if not records:
-        raise FileNotFoundError(f"{path}/metrics.jsonl: no epoch logged yet, nothing to report")
+        raise FileNotFoundError(f"{path / METRICS_LOG}: no epoch logged yet, nothing to report")
     train = config.get("train", {})
     model_line, class_names = _model_line(path, config)
     written = {"curves": plot_run_curves(records, path / CURVES_PNG, title=f"{path.name}: {train.get('model', '?')}")}
@@ -117,7 +123,7 @@ def report_train_run(path: Path) -> dict[str, Path]:
 
 def _model_line(path: Path, config: dict[str, Any]) -> tuple[str, list[str] | None]:
     """The network, its size and FLOPs (from ``last.pt``), and the class names it was trained on."""
-    checkpoint = path / "last.pt"
+    checkpoint = path / LAST_CHECKPOINT
     train = config.get("train", {})
     if not checkpoint.is_file():
         return f"{train.get('model', '?')} (no checkpoint yet)", None
@@ -146,8 +152,8 @@ def report_search_run(path: Path) -> dict[str, Path]:
     config = _config(path)
     search = config.get("search", {})
     written: dict[str, Path] = {}
-    genotype = Genotype.load(path / "genotype.json") if (path / "genotype.json").is_file() else None
-    alphas = read_jsonl(path / "alphas.jsonl")
+    genotype = Genotype.load(path / GENOTYPE_FILE) if (path / GENOTYPE_FILE).is_file() else None
+    alphas = read_jsonl(path / ALPHAS_LOG)
     diagnostics_lines: list[str] = []
     if alphas:
         written["alphas_final"] = plot_final_alphas(alphas, path / ALPHAS_FINAL_PNG, genotype)
@@ -157,7 +163,7 @@ def report_search_run(path: Path) -> dict[str, Path]:
         from udarts.viz.genotype_plot import plot_genotype
 
         written["cells"] = plot_genotype(genotype, path / CELLS_PNG, title=f"cells derived by {path.name}")
-    records = read_jsonl(path / "metrics.jsonl")
+    records = read_jsonl(path / METRICS_LOG)
     if records:
         written["curves"] = plot_run_curves(records, path / CURVES_PNG, title=f"{path.name}: search",
                                             validation_name="alpha-half")
@@ -224,7 +230,7 @@ def _diagnostics_section(path: Path, config: dict[str, Any], alphas: list[dict[s
     lines = [
         f"## How determined is the genotype (epoch {alphas[-1]['epoch']})",
         "",
-        f"Computed from `alphas.jsonl`, the kept edges derived with top_k {top_k}, max_identity {max_identity}. "
+        f"Computed from `{ALPHAS_LOG}`, the kept edges derived with top_k {top_k}, max_identity {max_identity}. "
         "Entropy: mean over the cell's edges of the softmax's entropy / log(number of ops) (1 = uniform); "
         "top-1 margin: a kept edge's op weight minus its runner-up's; edge margin: the smallest gap between "
         "a node's last kept and first dropped edge; identity share: kept edges that are identity. "

@@ -230,7 +230,7 @@ class TrainConfig:
         if not (isinstance(self.select_split, str) and self.select_split):
             raise _fail("train.select_split", f"expected a split name such as 'val', got {self.select_split!r}")
         if self.genotype is not None and not isinstance(self.genotype, str):
-            raise _fail("train.genotype", f"expected a path to genotype.json, got {self.genotype!r}")
+            raise _fail("train.genotype", f"expected the path of a genotype file (a search's JSON), got {self.genotype!r}")
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,24 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from udarts.efficiency import to_device
+from udarts.engine.layout import ALPHAS_LOG, GENOTYPE_FILE
 from udarts.engine.runs import Run
-from udarts.engine.trainer import divergence_error, divergence_problem, epoch_seed, seed_epoch
+from udarts.engine.trainer import (
+    divergence_error,
+    divergence_problem,
+    epoch_seed,
+    seed_epoch,
+)
 from udarts.genotype import Genotype, derive
 from udarts.io import append_line, writing
 from udarts.metrics import ConfusionMatrix
 from udarts.search.darts import DartsStrategy
-from udarts.search.diagnostics import CellDiagnostics, diagnose, genotype_warnings, print_warnings
+from udarts.search.diagnostics import (
+    CellDiagnostics,
+    diagnose,
+    genotype_warnings,
+    print_warnings,
+)
 from udarts.search.loop import Batch, Epoch, SearchPart, collect_state
 from udarts.search.supernet import SuperNet
 
@@ -73,7 +84,7 @@ def log_alphas(run: Run, model: SuperNet, epoch: int, genotype: Genotype | None 
     diagnostics = genotype_diagnostics(model, genotype) if genotype is not None else []
     if diagnostics:
         record["diagnostics"] = {item.name: item.to_dict() for item in diagnostics}
-    append_line(run.path / "alphas.jsonl", json.dumps(record))
+    append_line(run.path / ALPHAS_LOG, json.dumps(record))
     writer = run.tensorboard()
     for slot, weights in zip(model.slots, model.alphas_softmax()):
         for op_index, op_name in enumerate(model.op_names):
@@ -256,8 +267,8 @@ class RunLog(SearchPart):
 
     def on_epoch_end(self, epoch: Epoch) -> None:
         run, genotype = self.run, self.genotype_of(epoch.number)
-        with writing(run.path / "genotype.json"):  # a full disk names the file
-            genotype.save(run.path / "genotype.json")
+        with writing(run.path / GENOTYPE_FILE):  # a full disk names the file
+            genotype.save(run.path / GENOTYPE_FILE)
         log_alphas(run, self.model, epoch.number, genotype)
         for name, records in epoch.lines.items():
             for record in records:

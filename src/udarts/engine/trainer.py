@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from udarts.engine.distributed import Distributed, rank_seed
+from udarts.engine.layout import LAST_CHECKPOINT
 from udarts.engine.runs import Run
 from udarts.metrics import ConfusionMatrix, chance_miou
 
@@ -53,7 +54,7 @@ def divergence_problem(model: nn.Module | None, losses: dict[str, float | None])
 def divergence_error(what: str, epoch: int, problem: str, lr_key: str, run: Run | None) -> DivergenceError:
     """The one-line message of a divergence in ``epoch`` (1-based): what was kept and how to go on."""
     folder = str(run.path) if run is not None else "RUN_DIR"
-    kept = f"last.pt keeps epoch {epoch - 1}" if epoch > 1 else "no checkpoint was written"
+    kept = f"{LAST_CHECKPOINT} keeps epoch {epoch - 1}" if epoch > 1 else "no checkpoint was written"
     goes_on = f"from epoch {epoch - 1}" if epoch > 1 else "from the start"
     return DivergenceError(
         f"{what} diverged in epoch {epoch}: {problem}; nothing of epoch {epoch} was saved ({kept}). "

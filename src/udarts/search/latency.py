@@ -36,12 +36,11 @@ import torch
 from torch import Tensor
 
 from udarts.config import Config, ConfigError
+from udarts.engine.layout import LATENCY_TABLE_FILE
 from udarts.latency.table import LatencyShape, LatencyTable, LatencyTableError
 from udarts.ops import NONE_OP
 from udarts.search.loop import Epoch, SearchContext, SearchPart
 from udarts.space import cell_slots
-
-LATENCY_TABLE_FILE = "latency-table.json"  # in a search run folder: the table its alphas were priced with
 
 
 class ExpectedLatency:

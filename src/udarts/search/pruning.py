@@ -31,11 +31,10 @@ from typing import Any, Sequence
 from torch import Tensor
 
 from udarts.config import Config
+from udarts.engine.layout import PRUNING_LOG
 from udarts.ops import NONE_OP
 from udarts.search.loop import Epoch, SearchContext, SearchPart
 from udarts.space import Edge
-
-PRUNING_LOG = "pruning.jsonl"  # in the run folder: what was dropped when
 
 
 @dataclass(frozen=True)

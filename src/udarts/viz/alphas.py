@@ -39,7 +39,7 @@ def _cell_inputs() -> dict[str, int]:
 
 def _check(records: Sequence[Record]) -> None:
     if not records:
-        raise ValueError("no alpha records to plot (alphas.jsonl is empty or missing)")
+        raise ValueError("no alpha records to plot (the search's alpha log is empty or missing)")
 
 
 def _grid(figure, count: int, columns: int = 4):

@@ -27,7 +27,7 @@ def plot_run_curves(
     ``validation_name`` names the held-out data in the legend (a search measures on its alpha half).
     """
     if not records:
-        raise ValueError("no metrics records to plot (metrics.jsonl is empty or missing)")
+        raise ValueError("no metrics records to plot (the run's metrics log is empty or missing)")
     figure = new_figure(10, 4)
     loss_axes, miou_axes = figure.subplots(1, 2)
     for key, label, style in (("train_loss", "training loss", "-"), ("val_loss", f"{validation_name} loss", "--")):

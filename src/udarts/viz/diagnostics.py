@@ -23,7 +23,7 @@ def plot_diagnostics_history(
     """Three panels (entropy, smallest margin, identity share), one line per cell over ``epochs``;
     the warning thresholds dashed. ``history[e]`` holds the cells' diagnostics at ``epochs[e]``."""
     if not history:
-        raise ValueError("no diagnostics to plot (alphas.jsonl is empty or missing)")
+        raise ValueError("no diagnostics to plot (the search's alpha log is empty or missing)")
     figure = new_figure(13, 3.6)
     axes_row = figure.subplots(1, len(PANELS), squeeze=False)[0]
     names = [item.name for item in history[0]]

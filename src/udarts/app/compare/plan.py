@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import yaml
 
 from udarts.config import ConfigError
-from udarts.engine.runs import load_checkpoint
+from udarts.engine.layout import CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT, LOCK_FILE
+from udarts.engine.runs import check_unused, load_checkpoint
 from udarts.io import atomic_write_text
 
 COMPARISON_FILE = "comparison.json"
@@ -117,7 +118,7 @@ def parse_entries(
 
 
 def _genotype_name(path: Path, index: int) -> str:
-    name = path.parent.name if path.name == "genotype.json" else path.stem
+    name = path.parent.name if path.name == GENOTYPE_FILE else path.stem
     name = re.sub(r"[^A-Za-z0-9_.+-]", "-", name).strip("-.") or str(index + 1)
     return name
 
@@ -236,7 +237,7 @@ def run_folder(root: Path, label: str, seed: int) -> Path:
 
 def checkpoint_epoch(run_path: Path) -> int | None:
     """The epoch ``run_path/last.pt`` was saved at, or None without a readable ``last.pt``."""
-    path = run_path / "last.pt"
+    path = run_path / LAST_CHECKPOINT
     if not path.is_file():
         return None
     try:
@@ -249,7 +250,7 @@ def run_finished(run_path: Path, kind: str = "train") -> bool:
     """Whether the ``kind`` run (``train`` or ``search``) in ``run_path`` has checkpointed the last
     epoch its recorded ``config.yaml`` asks for."""
     epoch = checkpoint_epoch(run_path)
-    return epoch is not None and epoch >= int(yaml.safe_load((run_path / "config.yaml").read_text())[kind]["epochs"])
+    return epoch is not None and epoch >= int(yaml.safe_load((run_path / CONFIG_FILE).read_text())[kind]["epochs"])
 
 
 TrainRun = Callable[[PlannedRun, bool], object]  # (run, resume) -> anything
@@ -267,7 +268,7 @@ def execute(plans: Sequence[PlannedRun], train_run: TrainRun, log: Callable[[str
     for number, run in enumerate(plans, start=1):
         name = f"[{number}/{len(plans)}] {run.entry.label} seed {run.seed}"
         if run.path.exists():
-            config_path = run.path / "config.yaml"
+            config_path = run.path / CONFIG_FILE
             if config_path.is_file():
                 differences = config_differences(yaml.safe_load(config_path.read_text()), run.config)
                 if differences:
@@ -285,9 +286,10 @@ def execute(plans: Sequence[PlannedRun], train_run: TrainRun, log: Callable[[str
                     train_run(run, True)
                     outcome[run.path] = "resumed"
                     continue
+                check_unused(run.path)  # not a run that another process is writing now
                 shutil.rmtree(run.path)  # started but never checkpointed: nothing to keep
-            elif any(run.path.iterdir()):
-                raise ComparisonError(f"{run.path}: exists, is not empty and is not a run folder (no config.yaml)")
+            elif any(item.name != LOCK_FILE for item in run.path.iterdir()):
+                raise ComparisonError(f"{run.path}: exists, is not empty and is not a run folder (no {CONFIG_FILE})")
         log(f"{name}: training {run.epochs} epoch(s) into {run.path}")
         train_run(run, False)
         outcome[run.path] = "trained"

@@ -15,6 +15,7 @@ import torch
 from udarts.app.compare.plan import ComparisonError, load_plan, plan_entries, run_folder
 from udarts.app.compare.results import ModelRow, RunResult, Statistic, collect_results, load_costs, summarize
 from udarts.checkpoints import load_trained
+from udarts.engine.layout import LAST_CHECKPOINT, METRICS_LOG
 from udarts.io import atomic_write, atomic_write_text, read_jsonl
 
 TABLE_MARKDOWN = "table.md"
@@ -207,12 +208,12 @@ def render(
         "runs_csv": write_runs_csv(results, root, root / RUNS_CSV),
     }
     atomic_write_text(written["table_markdown"], markdown_table(rows) + "\n")
-    runs_by_model = {row.label: [read_jsonl(run_folder(root, row.label, seed) / "metrics.jsonl") for seed in row.seeds]
+    runs_by_model = {row.label: [read_jsonl(run_folder(root, row.label, seed) / METRICS_LOG) for seed in row.seeds]
                      for row in rows}
     written["curves"] = plot_comparison_curves(runs_by_model, root / CURVES_PNG, title=_title(plan))
     if samples is not None and device is not None:
         # each model's first finished seed: the same seed for all when every run has finished
-        predictions = {row.label: predict_masks(run_folder(root, row.label, row.seeds[0]) / "last.pt", samples.inputs, device)
+        predictions = {row.label: predict_masks(run_folder(root, row.label, row.seeds[0]) / LAST_CHECKPOINT, samples.inputs, device)
                        for row in rows}
         shown_seeds = sorted({row.seeds[0] for row in rows})
         written["predictions"] = plot_predictions(
@@ -250,8 +251,8 @@ def summary_markdown(
     lines += [f"- {key.replace('_', ' ')}: {_format_budget_value(value)}" for key, value in budget.items() if value is not None]
     lines += [f"- seeds: {', '.join(map(str, plan['seeds']))}", "", "## Results", "", markdown_table(rows), ""]
     lines += [
-        "- **val loss / val mIoU**: the final epoch's validation pass, as logged in each run's `metrics.jsonl` "
-        "(the model in `last.pt`); mean ± sample standard deviation over the seeds.",
+        f"- **val loss / val mIoU**: the final epoch's validation pass, as logged in each run's `{METRICS_LOG}` "
+        f"(the model in `{LAST_CHECKPOINT}`); mean ± sample standard deviation over the seeds.",
         "- **best val mIoU**: the highest validation mIoU of any epoch (mean ± std over seeds).",
         "- **params / FLOPs**: the trained network; FLOPs of one forward pass of a 1x3xHxW image at the "
         "configured size, counted by `torch.utils.flop_counter` (a multiply-add is 2 FLOPs).",

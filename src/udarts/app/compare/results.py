@@ -14,6 +14,7 @@ import torch
 
 from udarts.app.compare.plan import ComparisonError, ModelEntry, run_folder
 from udarts.checkpoints import load_trained
+from udarts.engine.layout import LAST_CHECKPOINT, METRICS_LOG
 from udarts.io import atomic_write_text, read_jsonl
 
 COSTS_FILE = "costs.json"
@@ -39,12 +40,12 @@ class RunResult:
 
 def read_run_result(label: str, seed: int, path: Path, epochs: int | None = None) -> RunResult:
     """Final-epoch val loss and mIoU, best val mIoU and summed epoch time of a finished run."""
-    records = read_jsonl(path / "metrics.jsonl")
+    records = read_jsonl(path / METRICS_LOG)
     if not records:
-        raise ComparisonError(f"{path}: no metrics.jsonl records (the run has not finished an epoch)")
+        raise ComparisonError(f"{path}: no {METRICS_LOG} records (the run has not finished an epoch)")
     logged = [record["epoch"] for record in records]
     if logged != list(range(1, len(records) + 1)):
-        raise ComparisonError(f"{path}/metrics.jsonl: epochs {logged} are not 1..{len(records)}")
+        raise ComparisonError(f"{path / METRICS_LOG}: epochs {logged} are not 1..{len(records)}")
     if epochs is not None and len(records) != epochs:
         raise ComparisonError(f"{path}: {len(records)} epoch(s) logged, the comparison asks for {epochs}")
     final = records[-1]
@@ -162,8 +163,8 @@ def measure_costs(
     for entry in entries:
         if only_missing and entry.label in costs:
             continue
-        checkpoint = next((run_folder(root, entry.label, seed) / "last.pt" for seed in seeds
-                           if (run_folder(root, entry.label, seed) / "last.pt").is_file()), None)
+        checkpoint = next((run_folder(root, entry.label, seed) / LAST_CHECKPOINT for seed in seeds
+                           if (run_folder(root, entry.label, seed) / LAST_CHECKPOINT).is_file()), None)
         if checkpoint is None:
             log(f"{entry.label}: no finished run, no cost measured")
             continue
