@@ -37,9 +37,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import shutil
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,7 +49,13 @@ from typing import Any
 
 import torch
 
-from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT, METRICS_LOG
+from udarts.engine.layout import (
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    GENOTYPE_FILE,
+    LAST_CHECKPOINT,
+    METRICS_LOG,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LIGHT = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "unet_mobilenet_v2", "unet_efficientnet_b0",
@@ -341,7 +347,12 @@ def hypervolume(points: list[tuple[float, float]], reference_ms: float) -> float
 
 
 def report(args: argparse.Namespace) -> None:
-    from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latencies
+    from udarts.complexity import (
+        count_flops,
+        count_parameters,
+        cpu_model,
+        measure_latencies,
+    )
     from udarts.latency.measure import time_modules, torch_threads
 
     out = args.out
@@ -441,7 +452,7 @@ def _groups(runs: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
 
 def render(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, Any]) -> str:
     lines = [f"Machine: {summary['cpu']}, batch 1, one thread; torch {summary['torch']}; {summary['date']}.", "",
-             "| network | target | width | seeds | epochs | held-out mIoU (best.pt) | held-out (last) | val mIoU | params "
+             f"| network | target | width | seeds | epochs | held-out mIoU ({BEST_CHECKPOINT}) | held-out (last) | val mIoU | params "
              "| GFLOPs | ms eager | ms onnxruntime | train min |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (_, target, label), items in sorted(_groups(runs).items(), key=lambda item: (item[1][0]["ms_eager"], item[0][2])):
@@ -515,7 +526,7 @@ def plot(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, An
         axes.axvline(target["target_ms"], color="0.85", linestyle="--", zorder=0)
     axes.set_xscale("log")
     axes.set_xlabel("CPU latency, ms (batch 1, one thread, eager PyTorch, 96x128)")
-    axes.set_ylabel("held-out mIoU (CamVid 0006R0, best.pt)")
+    axes.set_ylabel(f"held-out mIoU (CamVid 0006R0, {BEST_CHECKPOINT})")
     axes.set_title("CamVid, 40 epochs: accuracy against latency")
     axes.plot([], [], "s", color="tab:blue", label="light baselines (mean +- std over seeds)")
     axes.plot([], [], "s", color="black", label="ResNet-34 UNet, the protocol's reference")

@@ -15,7 +15,7 @@ LAYERS = [
     ("udarts.engine",),
     ("udarts.builders", "udarts.checkpoints", "udarts.experiment"),
     ("udarts.app",),
-    ("udarts.cli",),
+    ("udarts.cli", "udarts.__main__"),
 ]
 
 
@@ -61,7 +61,7 @@ def test_the_layer_checker_sees_an_upward_import():
 def test_no_module_is_over_400_lines_and_the_cli_under_450():
     lengths = {module_name(path): len(path.read_text().splitlines()) for path in SOURCE.rglob("*.py")}
     assert lengths["udarts.cli"] < 450
-    assert not {module: length for module, length in lengths.items() if length > 400}
+    assert not {module: length for module, length in lengths.items() if length > 400 and module != "udarts.cli"}
 
 
 def import_graph() -> dict[str, set[str]]:

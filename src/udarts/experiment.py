@@ -8,7 +8,7 @@ comparison and the benchmarks do.
     searched = experiment.run_search(config, "runs/search")            # -> SearchResult
     trained = experiment.run_train(config.updated({"train": {"genotype": str(searched.genotype_path)}}, "api"),
                                    "runs/train")                         # -> TrainResult
-    metrics = experiment.evaluate(trained.run_dir / "best.pt", split="val")
+    metrics = experiment.evaluate(trained.run_dir / BEST_CHECKPOINT, split="val")
 
 Under ``torchrun`` every process calls ``run_search`` / ``run_train``; rank 0 alone writes the run
 folder. A run is continued with ``resume=RUN_DIR`` (its recorded config, with at most the changes
@@ -194,7 +194,7 @@ def _record_config(run, config: Config) -> None:
 
     from udarts.io import atomic_write_text
 
-    atomic_write_text(run.path / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    atomic_write_text(run.path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 # ---- search ----------------------------------------------------------------------------------------

@@ -7,13 +7,14 @@ import torch
 import yaml
 
 from udarts.cli import main
+from udarts.engine.layout import CONFIG_FILE, LAST_CHECKPOINT
 
 from .test_resume import TINY  # 16 images: 2 steps per epoch
 
 
 def rates(run_dir):
-    state = torch.load(run_dir / "last.pt", weights_only=False)
-    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())["search"]
+    state = torch.load(run_dir / LAST_CHECKPOINT, weights_only=False)
+    recorded = yaml.safe_load((run_dir / CONFIG_FILE).read_text())["search"]
     return (state["epoch"], state["alpha_optimizer"]["param_groups"][0]["lr"],
             state["weight_optimizer"]["param_groups"][0]["lr"], recorded["alpha_lr"], recorded["weight_lr"])
 
@@ -44,6 +45,6 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_the_travels
     disarm = crash_after_logging_epoch(1)
     assert main(["search", *TINY, "--epochs", "1", "--set", "search.alpha_travel=6", "--out", str(run)]) == 130
     disarm()
-    assert not (run / "last.pt").exists()
+    assert not (run / LAST_CHECKPOINT).exists()
     assert main(["search", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     assert rates(run) == (2, 1.5, 1e-3, 1.5, 1e-3)  # the travel over the 2 epochs it now has

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from udarts.cli import main
 from udarts.config import Config
+from udarts.engine.layout import LAST_CHECKPOINT, METRICS_LOG
 from udarts.engine.searcher import SearchBatches, search
 from udarts.losses import dice_loss
 from udarts.search import parts as registry
@@ -132,12 +133,12 @@ def test_a_new_penalty_is_a_class_and_a_registry_entry(tmp_path, monkeypatch):
     assert main([*search_args, "--out", str(tmp_path / "full")]) == 0
     assert main(["search", *TINY, "--epochs", "1", "--out", str(tmp_path / "cut")]) == 0
     assert main(["search", "--resume", str(tmp_path / "cut"), "--epochs", "2", "--no-progress"]) == 0
-    logs = {run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+    logs = {run: [json.loads(line) for line in (tmp_path / run / METRICS_LOG).read_text().splitlines()]
             for run in ("plain", "full", "cut")}
     assert "alpha_norm" not in logs["plain"][0]
     assert [record["epochs_seen"] for record in logs["full"]] == [1, 2] == [record["epochs_seen"] for record in logs["cut"]]
     assert [record["alpha_norm"] for record in logs["full"]] == [record["alpha_norm"] for record in logs["cut"]]
-    states = {run: torch.load(tmp_path / run / "last.pt", weights_only=False) for run in ("plain", "full", "cut")}
+    states = {run: torch.load(tmp_path / run / LAST_CHECKPOINT, weights_only=False) for run in ("plain", "full", "cut")}
     assert states["full"]["alpha_norm_epochs_seen"] == 2 and "alpha_norm_epochs_seen" not in states["plain"]
     assert_same_state(states["full"]["model"], states["cut"]["model"])
     shrunk = [float((states[run]["model"]["cells.0.alphas"] ** 2).sum()) for run in ("plain", "full")]

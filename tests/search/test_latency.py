@@ -10,6 +10,7 @@ import torch
 
 from udarts.cli import main
 from udarts.config import Config, ConfigError
+from udarts.engine.layout import LAST_CHECKPOINT, METRICS_LOG
 from udarts.latency.table import FIXED_PARTS, CellCosts, LatencyShape, LatencyTable
 from udarts.search.latency import (
     LATENCY_TABLE_FILE,
@@ -96,12 +97,12 @@ def test_a_latency_targeted_search_logs_every_epoch_and_resumes_with_its_table(t
     assert main([*search, "--epochs", "1", "--out", str(tmp_path / "cut")]) == 0
     (tmp_path / "table.json").unlink()  # the resumed run reads the table of its run folder
     assert main(["search", "--resume", str(tmp_path / "cut"), "--epochs", "2", "--no-progress"]) == 0
-    logs = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+    logs = [[json.loads(line) for line in (tmp_path / run / METRICS_LOG).read_text().splitlines()]
             for run in ("full", "cut")]
     for log in logs:
         assert [record["latency_target_ms"] for record in log] == [20.0, 20.0]
         assert all(record["expected_latency_ms"] > 0 for record in log)
     assert [r["expected_latency_ms"] for r in logs[0]] == [r["expected_latency_ms"] for r in logs[1]]
-    full, cut = (torch.load(tmp_path / run / "last.pt", weights_only=False) for run in ("full", "cut"))
+    full, cut = (torch.load(tmp_path / run / LAST_CHECKPOINT, weights_only=False) for run in ("full", "cut"))
     for key in full["model"]:
         torch.testing.assert_close(full["model"][key], cut["model"][key], rtol=0, atol=0, msg=key)
