@@ -42,14 +42,16 @@ class ExecutorSettings:
         return 1 if self.backend == "ray" else max(1, (os.cpu_count() or 1) // (self.jobs or 1))
 
 
-def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of :class:`ExecutorSettings` (``udarts compare`` and the sweeping benchmarks)."""
+def add_executor_arguments(parser: argparse.ArgumentParser, cpus_default: int | None = None) -> None:
+    """The flags of :class:`ExecutorSettings` (``udarts compare`` and the sweeping benchmarks);
+    ``cpus_default``: ``--cpus-per-trial``'s default instead of :meth:`ExecutorSettings.trial_cpus`'s."""
     parser.add_argument("--backend", choices=BACKENDS, default="local",
                         help="local: trials as processes on this machine (default); ray: as Ray tasks (pip install -e '.[ray]')")
     parser.add_argument("--jobs", type=int, help="trials run at a time (local default 1; ray default: as many as the cluster fits)")
     parser.add_argument("--address", help="ray: the cluster, 'auto' or HOST:PORT (default: start a local Ray)")
     parser.add_argument("--retries", type=int, default=1, help="tries again of a trial whose worker dies; it resumes (default 1)")
-    parser.add_argument("--cpus-per-trial", type=int, help="CPUs (torch threads) of a trial (default: ray 1, local cores / jobs)")
+    parser.add_argument("--cpus-per-trial", type=int, default=cpus_default, help="CPUs (torch threads) of a trial (default: "
+                        + (f"{cpus_default})" if cpus_default else "ray 1, local cores / jobs)"))
     parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="ray: GPUs a trial asks for (default 0)")
 
 
