@@ -134,11 +134,19 @@ def test_compare_takes_a_folder_of_genotypes(tmp_path):
     assert [entry.genotype for entry in parse_entries([], [str(tmp_path / "search")])] == [str(tmp_path / "search" / "genotype.json")]
 
 
+def run_folder_lock_merged() -> bool:
+    from importlib.util import find_spec
+
+    import udarts.engine.runs
+
+    return find_spec("udarts.engine.lock") is not None or "flock" in Path(udarts.engine.runs.__file__).read_text()
+
+
 # MERGE NOTE: this test waits for the run-folder lock (an exclusive flock taken by every process that
-# writes a run, branch `runfolder`, in udarts/engine/runs.py); it skips until that is merged. Adjust
-# the expected exit code and message to the lock's if they differ.
-@pytest.mark.skipif("flock" not in Path(__import__("udarts.engine.runs").engine.runs.__file__).read_text(),
-                    reason="the run-folder lock (udarts.engine.runs, branch runfolder) is not merged yet")
+# writes a run: branch `runfolder`, udarts/engine/lock.py used by udarts/engine/runs.py); it skips
+# until that is merged. Adjust the expected exit code and message to the lock's if they differ.
+@pytest.mark.skipif(not run_folder_lock_merged(), reason="the run-folder lock (udarts.engine.lock, branch runfolder) "
+                                                         "is not merged yet")
 def test_a_second_writer_of_a_trials_run_folder_is_refused(tmp_path):
     trial = unet_trial(tmp_path / "unet", epochs=6)
     with TrialExecutor(progress=False, log=lambda line: None) as executor:
