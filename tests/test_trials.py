@@ -26,15 +26,21 @@ TINY = ("--image-size", "16x16", "--batch-size", "4", "--width", "4", "--set", "
 UNET = (*TINY, "--model", "unet", "--set", "train.model_options.width=4")
 
 
-def unet_trial(run_dir: Path, epochs: int = 2, seed: int = 0, name: str = "unet") -> Trial:
-    return Trial(name, "train", run_dir, flags=(*UNET, "--epochs", str(epochs), "--seed", str(seed)))
+def unet_trial(run_dir: Path, epochs: int = 2, seed: int = 0, name: str = "unet", samples: int = 24) -> Trial:
+    return Trial(name, "train", run_dir, flags=(*UNET, "--epochs", str(epochs), "--seed", str(seed),
+                                                "--set", f"data.num_samples={samples}"))
+
+
+def long_trial(run_dir: Path) -> Trial:
+    """A trial whose epochs after the first leave a watcher seconds to kill it mid-run."""
+    return unet_trial(run_dir, epochs=4, samples=96)
 
 
 def epochs_logged(run_dir: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def kill_at_first_checkpoint(trial: Trial, which: str, timeout_s: float = 60) -> dict:
+def kill_at_first_checkpoint(trial: Trial, which: str, timeout_s: float = 600) -> dict:
     """In a thread: once ``trial`` has checkpointed epoch 1, SIGKILL the process its log's latest
     attempt line names (``which``: ``pid``, the udarts process, or ``worker pid``, the process that
     started it); returns a dict that gets ``pid`` and ``epoch`` when it has killed."""
@@ -48,7 +54,7 @@ def kill_at_first_checkpoint(trial: Trial, which: str, timeout_s: float = 60) ->
             time.sleep(0.02)
         pid = int(re.findall(rf"# attempt 1: .*?\b{which} (\d+)", trial.log_path.read_text())[-1])
         os.kill(pid, signal.SIGKILL)
-        killed.update(pid=pid, epoch=checkpoint_epoch(trial.run_dir))
+        killed.update(pid=pid, epoch=checkpoint_epoch(trial.run_dir))  # < 4: killed mid-run
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -78,18 +84,18 @@ def test_local_trials_run_at_once_and_a_second_call_reuses_them(tmp_path):
 
 
 def test_a_killed_local_trial_is_retried_and_resumes_from_its_checkpoint(tmp_path):
-    trial = unet_trial(tmp_path / "unet", epochs=5)
+    trial = long_trial(tmp_path / "unet")
     killed = kill_at_first_checkpoint(trial, "pid")
     lines = []
     [result] = run_trials([trial], retries=1, log=lines.append, progress=False)
     killed["thread"].join()
-    assert killed.get("pid"), "the trial finished before it could be killed"
+    assert killed.get("epoch", 4) < 4, f"the trial was not killed mid-run: {killed}"
     assert result.status == "trained" and result.attempts == 2
-    assert any(f"attempt 1 died (killed by SIGKILL); trying again, from its last checkpoint" in line for line in lines)
+    assert any("attempt 1 died (killed by SIGKILL); trying again, from its last checkpoint" in line for line in lines)
     log = trial.log_path.read_text()
     assert log.count("# attempt ") == 2 and f"train --resume {trial.run_dir}" in log.split("# attempt 2")[1]
-    assert epochs_logged(trial.run_dir) == [1, 2, 3, 4, 5]  # resumed: each epoch once, none lost or repeated
-    assert checkpoint_epoch(trial.run_dir) == 5
+    assert epochs_logged(trial.run_dir) == [1, 2, 3, 4]  # resumed: each epoch once, none lost or repeated
+    assert checkpoint_epoch(trial.run_dir) == 4
 
 
 def test_a_trial_that_fails_on_its_own_is_not_retried_and_names_its_log(tmp_path):
@@ -148,17 +154,22 @@ def run_folder_lock_merged() -> bool:
 @pytest.mark.skipif(not run_folder_lock_merged(), reason="the run-folder lock (udarts.engine.lock, branch runfolder) "
                                                          "is not merged yet")
 def test_a_second_writer_of_a_trials_run_folder_is_refused(tmp_path):
-    trial = unet_trial(tmp_path / "unet", epochs=6)
+    trial = long_trial(tmp_path / "unet")
     with TrialExecutor(progress=False, log=lambda line: None) as executor:
         future = executor.submit(trial)
         while (checkpoint_epoch(trial.run_dir) or 0) < 1 and not future.done():
             time.sleep(0.02)
-        second = subprocess.run([sys.executable, "-m", "udarts.cli", "train", "--resume", str(trial.run_dir), "--no-progress"],
-                                capture_output=True, text=True, timeout=120)
+        writer = int(re.search(r"# attempt 1: pid (\d+)", trial.log_path.read_text()).group(1))
+        os.kill(writer, signal.SIGSTOP)  # paused mid-run, the folder still its own
+        try:
+            second = subprocess.run([sys.executable, "-m", "udarts.cli", "train", "--resume", str(trial.run_dir),
+                                     "--no-progress"], capture_output=True, text=True, timeout=300)
+        finally:
+            os.kill(writer, signal.SIGCONT)
         assert future.result().status == "trained"
     assert second.returncode == 2, second.stderr
     assert "lock" in second.stderr or "in use" in second.stderr
-    assert epochs_logged(trial.run_dir) == [1, 2, 3, 4, 5, 6]
+    assert epochs_logged(trial.run_dir) == [1, 2, 3, 4]
 
 
 # ---- Ray -----------------------------------------------------------------------------------
@@ -173,19 +184,19 @@ def ray_cluster():
 
 
 def test_a_ray_trial_whose_worker_dies_is_retried_and_resumes(ray_cluster, tmp_path):
-    trial = unet_trial(tmp_path / "unet", epochs=5)
+    trial = long_trial(tmp_path / "unet")
     killed = kill_at_first_checkpoint(trial, "worker pid")  # the Ray worker process that runs the trial
     lines = []
     [result] = run_trials([trial], backend="ray", retries=1, log=lines.append, progress=False)
     killed["thread"].join()
-    assert killed.get("pid"), "the trial finished before its worker could be killed"
+    assert killed.get("epoch", 4) < 4, f"the trial's worker was not killed mid-run: {killed}"
     assert result.status == "trained" and result.attempts == 2
     assert any("attempt 1 died (WorkerCrashedError" in line for line in lines), lines
     first_child = int(re.search(r"# attempt 1: pid (\d+)", trial.log_path.read_text()).group(1))
     with pytest.raises(ProcessLookupError):  # the worker's udarts process died with it: no second writer
         os.kill(first_child, 0)
     assert f"train --resume {trial.run_dir}" in trial.log_path.read_text().split("# attempt 2")[1]
-    assert epochs_logged(trial.run_dir) == [1, 2, 3, 4, 5]
+    assert epochs_logged(trial.run_dir) == [1, 2, 3, 4]
 
 
 def test_compare_on_ray_makes_the_same_table_as_the_local_backend(ray_cluster, tmp_path):
