@@ -58,6 +58,8 @@ def add_executor_arguments(parser: argparse.ArgumentParser, cpus_default: int | 
 def executor_settings(args: argparse.Namespace) -> ExecutorSettings:
     if args.address and args.backend != "ray":
         raise ConfigError("--address is the Ray cluster's: give --backend ray too")
+    if args.gpus_per_trial and args.backend != "ray":
+        raise ConfigError("--gpus-per-trial is what a trial asks of Ray (--backend ray); locally, every trial takes the config's device")
     if args.jobs is not None and args.jobs < 1 or args.retries < 0:
         raise ConfigError(f"--jobs {args.jobs}, --retries {args.retries}: expected jobs >= 1 and retries >= 0")
     if args.backend == "ray":
@@ -149,7 +151,11 @@ class TrialExecutor:
         for number in range(1, self.retries + 2):
             if self._stopping:
                 raise TrialError(f"{trial.name}: stopped before it finished ({trial.run_dir})")
-            attempt = self._attempt(trial, number)
+            try:
+                attempt = self._attempt(trial, number)
+            except Exception as error:  # raised where the trial runs (RayTaskError: its cause), not by the trial's process
+                cause = getattr(error, "cause", None) or error
+                attempt = Attempt(1, None, 0.0, f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0]}")
             first = first or attempt
             if attempt.returncode == 0:
                 return self._finished(trial, first, number, time.perf_counter() - began)
@@ -180,6 +186,8 @@ class TrialExecutor:
             def started(process: subprocess.Popen) -> None:
                 with self._lock:
                     self._running.add(process)
+                if self._stopping:  # stop() came between the check and the start
+                    process.terminate()
             try:
                 return run_attempt(trial, number, started)
             finally:
@@ -192,7 +200,7 @@ class TrialExecutor:
             self._running.add(reference)
         try:
             return ray.get(reference)
-        except (ray.exceptions.RayTaskError, ray.exceptions.TaskCancelledError):
+        except (ray.exceptions.RayTaskError, ray.exceptions.TaskCancelledError, ray.exceptions.TaskUnschedulableError):
             raise
         except ray.exceptions.RayError as error:  # the worker or its node was lost under the trial
             return Attempt(None, None, 0.0, f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}")
