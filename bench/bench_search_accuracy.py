@@ -10,7 +10,10 @@ penalty) and every seed, this runs the three commands a user would run::
 and then reads, from the run folders: the search's wall time (its summed epoch times), the
 retrained SEARCH-Net's best and final val mIoU, and its parameters and FLOPs (one image at the
 training size). Finished runs are reused and interrupted ones resumed, so the command can be
-re-run until it completes; ``--jobs 2`` runs two commands at a time (one torch thread each).
+re-run until it completes. Each search and retraining is a trial of ``udarts.app.trials``: ``--jobs 2``
+runs two at a time on this machine (one torch thread each), ``--backend ray [--address auto]`` runs
+them as Ray tasks on a cluster whose workers share OUT's path (docs/scale-out.md); a retraining
+starts when its search has finished.
 
     python bench/bench_search_accuracy.py --root ../shared/data --out runs/bench-accuracy \\
         --settings darts,gdas --seeds 0,1
@@ -36,11 +39,17 @@ from pathlib import Path
 
 import torch
 
+from udarts.app.compare import Statistic, measure_cost, read_run_result
+from udarts.app.trials import (
+    Trial,
+    TrialExecutor,
+    add_executor_arguments,
+    executor_settings,
+)
 from udarts.complexity import cpu_model
-from udarts.app.compare import Statistic, checkpoint_epoch, measure_cost, read_run_result, run_finished
 from udarts.engine.layout import BEST_CHECKPOINT, GENOTYPE_FILE, METRICS_LOG
-from udarts.io import read_jsonl
 from udarts.genotype import Genotype
+from udarts.io import read_jsonl
 from udarts.viz.figures import save_figure
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -103,24 +112,18 @@ def run_command(command: list[str], log_path: Path) -> None:
     print(f"  done in {(time.perf_counter() - started) / 60:.1f} min: {log_path.stem}", file=sys.stderr, flush=True)
 
 
-def search_then_train(setting: Setting, seed: int, args: argparse.Namespace) -> Outcome:
-    """Search, then retrain the genotype; each step reuses a finished run or resumes a started one."""
-    search_dir = args.out / f"search-{setting.slug}-seed{seed}"
-    train_dir = args.out / f"train-{setting.slug}-seed{seed}"
-    run_to_the_end("search", search_dir, ["--config", str(args.search_config), "--root", str(args.root),
-                                          "--seed", str(seed), *setting.set_flags()], args.out)
-    run_to_the_end("train", train_dir, ["--config", str(args.train_config), "--root", str(args.root), "--seed", str(seed),
-                                        "--genotype", str(search_dir / GENOTYPE_FILE)], args.out)
-    return read_outcome(setting, seed, search_dir, train_dir)
+def search_trial(setting: Setting, seed: int, args: argparse.Namespace) -> Trial:
+    return Trial(f"search {setting.label} seed {seed}", "search", args.out / f"search-{setting.slug}-seed{seed}",
+                 flags=("--config", str(args.search_config), "--root", str(args.root), "--seed", str(seed), *setting.set_flags()),
+                 cpus=args.cpus)
 
 
-def run_to_the_end(command: str, run_dir: Path, start_flags: list[str], log_dir: Path) -> None:
-    """``udarts COMMAND`` into ``run_dir``: nothing when its checkpoint is at the configured last
-    epoch, ``--resume`` when it has one, else a new run with ``start_flags``."""
-    if run_finished(run_dir, command):
-        return
-    flags = ["--resume", str(run_dir)] if checkpoint_epoch(run_dir) is not None else [*start_flags, "--out", str(run_dir)]
-    run_command([sys.executable, "-m", "udarts.cli", command, *flags, "--no-progress"], log_dir / f"{run_dir.name}.log")
+def train_trial(setting: Setting, seed: int, args: argparse.Namespace) -> Trial:
+    """The retraining of the search's genotype (the same seed)."""
+    genotype = args.out / f"search-{setting.slug}-seed{seed}" / GENOTYPE_FILE
+    return Trial(f"train {setting.label} seed {seed}", "train", args.out / f"train-{setting.slug}-seed{seed}",
+                 flags=("--config", str(args.train_config), "--root", str(args.root), "--seed", str(seed), "--genotype", str(genotype)),
+                 cpus=args.cpus)
 
 
 def read_outcome(setting: Setting, seed: int, search_dir: Path, train_dir: Path) -> Outcome:
@@ -166,7 +169,8 @@ def markdown(args: argparse.Namespace, settings: list[Setting], outcomes: list[O
         f"Search: `{shown(args.search_config)}`; retraining: `{shown(args.train_config)}` "
         "(the same seed as the search). val = the dataset's val split (Oxford-IIIT Pet: 20% of trainval, stratified by "
         "breed; the official test list is its test split, which this benchmark does not read).  ",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {args.jobs} command(s) at a time, one torch thread each; "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {args.jobs or 'all'} trial(s) at a time ({args.backend}), "
+        f"{args.cpus} torch thread(s) each; "
         f"torch {torch.__version__}; 1-minute load average {load:.1f} at the end.  ",
         f"Date: {datetime.date.today().isoformat()}; this invocation took {(time.perf_counter() - started) / 60:.1f} min "
         "(finished runs are reused, so a re-run is shorter than the work it reports).",
@@ -230,10 +234,12 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
     parser.add_argument("--search-config", type=Path, default=SEARCH_CONFIG)
     parser.add_argument("--train-config", type=Path, default=TRAIN_CONFIG)
-    parser.add_argument("--jobs", type=int, default=1, help="commands run at a time (default 1)")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--plot", type=Path, help="also draw val mIoU against SEARCH-Net GFLOPs here (.png)")
+    add_executor_arguments(parser, cpus_default=1)  # one torch thread per trial unless asked
     args = parser.parse_args()
+    executor = executor_settings(args)
+    args.cpus = executor.trial_cpus()
     args.seeds = [int(seed) for seed in args.seeds.split(",")]
     args.search_config, args.train_config = args.search_config.resolve(), args.train_config.resolve()
     settings = [Setting.parse(text) for text in args.settings.split(",")]
@@ -242,9 +248,19 @@ def main() -> None:
 
     started = time.perf_counter()
     tasks = [(setting, seed) for setting in settings for seed in args.seeds]
-    print(f"{len(tasks)} search + retrain pairs, {args.jobs} at a time; logs in {args.out}", file=sys.stderr)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        outcomes = list(pool.map(lambda task: search_then_train(task[0], task[1], args), tasks))
+    print(f"{len(tasks)} search + retrain pairs, {args.jobs or 'all'} at a time ({args.backend}); logs in {args.out}",
+          file=sys.stderr)
+    with TrialExecutor(executor.backend, executor.jobs, executor.address, executor.retries,
+                       log=lambda line: print(line, file=sys.stderr, flush=True), progress=sys.stderr.isatty()) as trials:
+        searches = {trials.submit(search_trial(setting, seed, args)): (setting, seed) for setting, seed in tasks}
+        retrainings = {}
+        for search in concurrent.futures.as_completed(searches):  # each retraining as soon as its search is done
+            search.result()
+            retrainings[searches[search]] = trials.submit(train_trial(*searches[search], args))
+        for retraining in retrainings.values():
+            retraining.result()
+    outcomes = [read_outcome(setting, seed, search_trial(setting, seed, args).run_dir, train_trial(setting, seed, args).run_dir)
+                for setting, seed in tasks]
     print(markdown(args, settings, outcomes, started))
     if args.json:
         args.json.write_text(json.dumps([asdict(outcome) for outcome in outcomes], indent=2) + "\n")

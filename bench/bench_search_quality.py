@@ -20,7 +20,9 @@ over ``--long-candidates`` genotypes trained again with ``train.epochs = --long-
 ``--train-seeds 0,1,2`` retrains every candidate with each seed and scores it by the mean, and
 splits the random genotypes' spread into retraining noise and the genotypes' own spread
 (``noise_decomposition``; at one seed the spread of this recipe is mostly training noise). Finished runs are reused and interrupted ones resumed, so the command can be re-run until it
-completes; ``--jobs 2`` runs two commands at a time (one torch thread each).
+completes. Each search and retraining (with its val scoring) is a trial of ``udarts.app.trials``:
+``--jobs 2`` runs two at a time on this machine (one torch thread each), ``--backend ray [--address
+auto]`` runs them as Ray tasks on a cluster whose workers share OUT's path (docs/scale-out.md).
 
     python bench/bench_search_quality.py --root ../shared/data/camvid --out runs/bench-quality \\
         --settings pc_darts --search-seeds 0,1 --random 8 --jobs 2 --plot docs/images/search-quality.png
@@ -38,7 +40,6 @@ Prints a Markdown section for BENCHMARKS.md; ``--json FILE`` also writes the raw
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime
 import json
 import math
@@ -53,13 +54,26 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_search_accuracy import Setting, describe, run_command, run_to_the_end, shown  # noqa: E402
+from bench_search_accuracy import Setting, describe, run_command, shown  # noqa: E402
 
-from udarts.complexity import cpu_model  # noqa: E402
 from udarts.app.compare import Statistic, measure_cost, read_run_result, run_finished  # noqa: E402
-from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT, METRICS_LOG  # noqa: E402
-from udarts.io import read_jsonl  # noqa: E402
+from udarts.app.trials import (  # noqa: E402
+    Step,
+    Trial,
+    TrialExecutor,
+    add_executor_arguments,
+    executor_settings,
+)
+from udarts.complexity import cpu_model  # noqa: E402
+from udarts.engine.layout import (  # noqa: E402
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    GENOTYPE_FILE,
+    LAST_CHECKPOINT,
+    METRICS_LOG,
+)
 from udarts.genotype import Genotype  # noqa: E402
+from udarts.io import read_jsonl  # noqa: E402
 from udarts.viz.figures import save_figure  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -109,17 +123,16 @@ def train_dir(args: argparse.Namespace, candidate: Candidate, long: bool = False
     return args.out / ((f"long-{candidate.slug}" if long else f"train-{candidate.slug}") + (f"-s{seed}" if seed else ""))
 
 
-def train_and_score(candidate: Candidate, args: argparse.Namespace, long: bool = False, seed: int = 0) -> None:
-    """Retrain one candidate with one seed (reusing or resuming its run), then score its best.pt on val."""
+def train_trial(candidate: Candidate, args: argparse.Namespace, long: bool = False, seed: int = 0) -> Trial:
+    """Retraining one candidate with one seed, then (not the long runs) its best.pt scored on val."""
     run_dir = train_dir(args, candidate, long, seed)
     flags = ["--config", str(args.train_config), "--root", str(args.root), "--seed", str(seed), *candidate.train_flags]
     if long:
         flags += ["--epochs", str(args.long_epochs)]
-    run_to_the_end("train", run_dir, flags, args.out)
-    if not long and not (run_dir / "eval-val.json").is_file():
-        run_command([sys.executable, "-m", "udarts.cli", "eval", str(run_dir / BEST_CHECKPOINT), "--root", str(args.root),
-                     "--split", "val", "--json", str(run_dir / "eval-val.json"), "--no-progress"],
-                    args.out / f"{run_dir.name}.log")
+    score = () if long else (Step(("eval", str(run_dir / BEST_CHECKPOINT), "--root", str(args.root), "--split", "val", "--json",
+                                   str(run_dir / "eval-val.json"), "--no-progress"), run_dir / "eval-val.json"),)
+    return Trial(f"{'long ' if long else ''}{candidate.label} seed {seed}", "train", run_dir, flags=tuple(flags),
+                 cpus=args.cpus, then=score)
 
 
 SETTING_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:cyan", "tab:pink", "tab:olive")
@@ -145,11 +158,12 @@ def searched_candidate(setting: Setting, seed: int, args: argparse.Namespace) ->
                      setting.label)
 
 
-def search(setting: Setting, seed: int, args: argparse.Namespace) -> None:
-    """Run (or resume, or reuse) the search of ``setting`` without its derivation-time keys."""
+def search_trial(setting: Setting, seed: int, args: argparse.Namespace) -> Trial:
+    """The search of ``setting`` without its derivation-time keys."""
     searched, _ = split_setting(setting)
-    run_to_the_end("search", Path(searched_candidate(searched, seed, args).search_dir),
-                   ["--config", str(args.search_config), "--root", str(args.root), "--seed", str(seed), *searched.set_flags()], args.out)
+    return Trial(f"search {searched.label} seed {seed}", "search", Path(searched_candidate(searched, seed, args).search_dir),
+                 flags=("--config", str(args.search_config), "--root", str(args.root), "--seed", str(seed), *searched.set_flags()),
+                 cpus=args.cpus)
 
 
 def derive(setting: Setting, seed: int, args: argparse.Namespace) -> Candidate:
@@ -258,7 +272,8 @@ def markdown(args: argparse.Namespace, outcomes: list[Outcome], started: float) 
         f"mIoU = mean over the seeds): `{shown(args.train_config)}`. "
         f"Held-out = CamVid training sequence 0006R0 (101 frames), seen by no search and no training; it picks {BEST_CHECKPOINT} "
         f"and gives the score. val = CamVid val (sequence 0016E5, whose other frames are in train), {BEST_CHECKPOINT} scored on it.  ",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {args.jobs} command(s) at a time, one torch thread each; "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {args.jobs or 'all'} trial(s) at a time ({args.backend}), "
+        f"{args.cpus} torch thread(s) each; "
         f"torch {torch.__version__}.  ",
         f"Date: {datetime.date.today().isoformat()}; this invocation took {(time.perf_counter() - started) / 60:.1f} min "
         "(finished runs are reused).",
@@ -378,12 +393,14 @@ def main() -> None:
     parser.add_argument("--train-config", type=Path, default=TRAIN_CONFIG)
     parser.add_argument("--long-epochs", type=int, help="also retrain --long-candidates genotypes this long, for Kendall tau")
     parser.add_argument("--long-candidates", type=int, default=4, help="genotypes retrained long (searched first, then random)")
-    parser.add_argument("--jobs", type=int, default=1, help="commands run at a time (default 1)")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--plot", type=Path, help="also draw held-out mIoU against GFLOPs here (.png)")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: report the candidates whose retraining and val scoring have finished")
+    add_executor_arguments(parser, cpus_default=1)  # one torch thread per trial unless asked
     args = parser.parse_args()
+    executor = executor_settings(args)
+    args.cpus = executor.trial_cpus()
     args.search_config, args.train_config = args.search_config.resolve(), args.train_config.resolve()
     args.train_seeds = [int(seed) for seed in filter(None, args.train_seeds.split(","))]
     unknown = [name for name in filter(None, args.baselines.split(",")) if name not in BASELINE_FLAGS]
@@ -400,24 +417,25 @@ def main() -> None:
     # one search per (searched setting, seed): settings that differ only in derivation-time keys share it
     searches = list(dict.fromkeys((split_setting(setting)[0], seed) for setting in settings for seed in seeds))
     print(f"{len(searches)} searches for {len(settings) * len(seeds)} searched genotypes, {len(candidates)} random/baseline "
-          f"candidates, {args.jobs} at a time; logs in {args.out}", file=sys.stderr)
+          f"candidates, {args.jobs or 'all'} at a time ({args.backend}); logs in {args.out}", file=sys.stderr)
     if args.report_only:
         report(args, finished(args, settings, seeds, candidates), started)
         return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        # searches first (each then retrained), the random genotypes and baselines fill the other slot
-        search_futures = [pool.submit(search, searched, seed, args) for searched, seed in searches]
-        trained = [pool.submit(train_and_score, candidate, args, False, seed) for seed in args.train_seeds for candidate in candidates]
+    with TrialExecutor(executor.backend, executor.jobs, executor.address, executor.retries,
+                       log=lambda line: print(line, file=sys.stderr, flush=True), progress=sys.stderr.isatty()) as trials:
+        # searches first (each then retrained), the random genotypes and baselines fill the other slots
+        search_futures = [trials.submit(search_trial(searched, seed, args)) for searched, seed in searches]
+        trained = [trials.submit(train_trial(candidate, args, False, seed)) for seed in args.train_seeds for candidate in candidates]
         for future in search_futures:
             future.result()
         searched = [derive(setting, seed, args) for setting in settings for seed in seeds]
-        trained += [pool.submit(train_and_score, candidate, args, False, seed) for seed in args.train_seeds for candidate in searched]
+        trained += [trials.submit(train_trial(candidate, args, False, seed)) for seed in args.train_seeds for candidate in searched]
         for future in trained:
             future.result()
         everything = searched + candidates
         if args.long_epochs:
             chosen = [candidate for candidate in everything if candidate.kind != "baseline"][: args.long_candidates]
-            for future in [pool.submit(train_and_score, candidate, args, True) for candidate in chosen]:
+            for future in [trials.submit(train_trial(candidate, args, True)) for candidate in chosen]:
                 future.result()
     report(args, everything, started)
 

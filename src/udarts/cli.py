@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from udarts import __version__, experiment
-from udarts.config import Config, ConfigError, load_yaml, parse_assignment, resolve, set_dotted
+from udarts.config import (
+    Config,
+    ConfigError,
+    load_yaml,
+    parse_assignment,
+    resolve,
+    set_dotted,
+)
 from udarts.data.base import DatasetError
 from udarts.engine.layout import BEST_CHECKPOINT, GENOTYPE_FILE
 from udarts.genotype import GenotypeError
@@ -197,10 +204,11 @@ def command_demo(args: argparse.Namespace) -> None:
 
 def command_compare(args: argparse.Namespace) -> None:
     from udarts.app.compare.run import run_comparison
+    from udarts.app.trials import executor_settings
 
     run_comparison(load_config(args, "compare"), models=args.models, genotypes=args.genotypes, seeds=args.seeds,
                    model_options=args.model_option or [], out=args.out, num_images=args.num_images,
-                   latency_repeats=args.latency_repeats)
+                   latency_repeats=args.latency_repeats, executor=executor_settings(args))
 
 
 def command_latency_table(args: argparse.Namespace) -> None:
@@ -248,6 +256,8 @@ def _common(parser: argparse.ArgumentParser, training: bool = True, resumable: b
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from udarts.app.trials import add_executor_arguments
+
     parser = argparse.ArgumentParser(prog="udarts", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"udarts {__version__}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
@@ -347,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(compare, training=False)
     compare.add_argument("--models", help="comma-separated baselines (unet, unet_resnet34, unetpp, fpn, deeplabv3, setr); "
                                           "LABEL=NAME names a row")
-    compare.add_argument("--genotypes", help=f"comma-separated {GENOTYPE_FILE} files, each trained as SEARCH-Net; LABEL=PATH names a row")
+    compare.add_argument("--genotypes", help=f"comma-separated {GENOTYPE_FILE} files, each trained as SEARCH-Net; LABEL=PATH names "
+                                             f"a row; a folder stands for its {GENOTYPE_FILE}, else for all its *.json (udarts sample's)")
     compare.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: the config's seed)")
     compare.add_argument("--model-option", action="append", metavar="LABEL:KEY=VALUE",
                          help="a baseline's network option, e.g. unet:width=8 (repeatable)")
@@ -356,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", help="comparison folder (default: <out>/compare-<time>); the same --out again reuses finished runs")
     compare.add_argument("--num-images", type=int, default=4, help="validation images in predictions.png (0: none)")
     compare.add_argument("--latency-repeats", type=int, default=10, help="timed forward passes per model (median reported)")
+    add_executor_arguments(compare)  # where the runs train: --backend local|ray, --jobs, --address, --retries
 
     report = commands.add_parser("report", help="plots and summary.md of a train run, a search run or a comparison folder")
     report.add_argument("run_dir", help="train run, search run or comparison folder")
@@ -377,10 +389,11 @@ def error_line(error: BaseException) -> tuple[str, int]:
     import errno
     import re
 
+    from udarts.app.trials import TrialError
     from udarts.engine.runs import CheckpointError, RunFolderError, disk_of
 
     expected = (ConfigError, DatasetError, GenotypeError, CheckpointError, RunFolderError, FloatingPointError,
-                FileNotFoundError, FileExistsError)
+                FileNotFoundError, FileExistsError, TrialError)
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         where = error.filename or "a file"
         message = (f"disk full: no space left on the disk mounted at {disk_of(where if error.filename else '.')} "

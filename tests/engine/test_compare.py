@@ -141,7 +141,7 @@ def test_a_second_run_reuses_finished_runs_and_resumes_an_interrupted_one(compar
     assert main(compare_args(search_dir, copy)) == 0
     out = capsys.readouterr().out
     assert out.count("finished run reused") == 5
-    assert "unet seed 1: resuming at epoch 2 of 2" in out
+    assert "[1/1] unet seed 1: resumed from epoch 1" in out  # a trial (udarts.app.trials) that had a checkpoint
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in untouched.items())
     assert [record["epoch"] for record in read_records(interrupted)] == [1, 2]
     assert torch.load(interrupted / LAST_CHECKPOINT, weights_only=False)["epoch"] == 2

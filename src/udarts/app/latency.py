@@ -109,7 +109,7 @@ def describe_table(table: LatencyTable, top_k: int = 2) -> list[str]:
     threads = f", {identity['threads']} thread(s)" if identity.get("threads") else ""
     lines = [f"{table.shape.describe()}; {identity['runtime']} on {identity['device']}{threads}, batch {identity['batch_size']}"]
     header = "op".ljust(14) + "".join(f"{name:>9}" for name in ("C1", "C2", "C3", "C4"))
-    lines += [f"ms per edge, by cell (C8, C7, C6 and C5 as C1, C2, C3 and C4):", header]
+    lines += ["ms per edge, by cell (C8, C7, C6 and C5 as C1, C2, C3 and C4):", header]
     for op in table.ops:
         lines.append(op.ljust(14) + "".join(f"{table.op_ms(name, op):9.3f}" for name in ("C1", "C2", "C3", "C4")))
     lines.append(f"fixed parts {sum(table.fixed_ms.values()):.2f} ms; cheapest genotype {table.cheapest_ms(top_k):.2f} ms")

@@ -8,6 +8,7 @@ and plots made from them::
       comparison.json            what was compared: models, seeds, the shared config, the budget
       genotypes/<label>.json     a frozen copy of each SEARCH-Net genotype
       runs/<label>/seed-<s>/     train run folders (config.yaml, metrics.jsonl, last.pt, ...)
+      runs/<label>/seed-<s>.log  the output of the run's udarts train process(es)
       costs.json                 per model: parameters, FLOPs, latency (and the device it ran on)
       table.md, table.csv        one row per model: mean ± std over seeds
       runs.csv                   one row per run
@@ -19,7 +20,9 @@ Every number of the table comes from a run folder: the loss and mIoU are those o
 epoch's validation pass as logged in ``metrics.jsonl`` (the model ``last.pt`` holds), the
 training time is the sum of the logged epoch times. A comparison is resumable: a finished run
 folder is reused, an interrupted one is resumed from its ``last.pt``, and a run folder made with
-another config is an error rather than silently mixed in.
+another config is an error rather than silently mixed in. Each run is a trial
+(:mod:`udarts.app.trials`): a ``udarts train`` process, one or ``--jobs`` at a time on this
+machine, or a Ray task on a cluster (``--backend ray``); its output goes to ``runs/<label>/seed-<s>.log``.
 
 The work is split by concern: :mod:`~udarts.app.compare.plan` (the models, the planned runs,
 ``comparison.json``, resuming and reusing runs), :mod:`~udarts.app.compare.results` (the runs'
@@ -38,11 +41,10 @@ from udarts.app.compare.plan import (
     ComparisonError,
     ModelEntry,
     PlannedRun,
-    TrainRun,
     adopt_genotypes,
+    check_run_folders,
     checkpoint_epoch,
     config_differences,
-    execute,
     load_plan,
     parse_entries,
     plan_entries,
@@ -88,7 +90,7 @@ from udarts.app.compare.results import (
 
 __all__ = [
     "COMPARISON_FILE", "COMPARISON_FORMAT", "COMPARISON_VERSION", "IGNORED_CONFIG_KEYS", "SEARCHNET", "ComparisonError",
-    "ModelEntry", "PlannedRun", "TrainRun", "adopt_genotypes", "checkpoint_epoch", "config_differences", "execute",
+    "ModelEntry", "PlannedRun", "adopt_genotypes", "check_run_folders", "checkpoint_epoch", "config_differences",
     "load_plan", "parse_entries", "plan_entries", "prepare", "run_finished", "run_folder",
     "CSV_COLUMNS", "CURVES_PNG", "PREDICTIONS_PNG", "RUNS_CSV", "SUMMARY_MARKDOWN", "TABLE_CSV", "TABLE_HEADER",
     "TABLE_MARKDOWN", "Samples", "format_count", "format_seconds", "format_statistic", "markdown_table", "predict_masks",

@@ -2,26 +2,26 @@
 
 The comparison folder (see :mod:`udarts.app.compare`): ``comparison.json`` (models, seeds, the
 shared config, the budget), the frozen genotypes, the planned (model, seed) run folders, and the
-resumption or reuse of finished runs by :func:`execute`.
+check that an existing run folder belongs to this comparison (:func:`check_run_folders`; the runs
+are trials of :mod:`udarts.app.trials`).
 
-This module never turns a config into keyword arguments (``udarts.builders`` does): it receives each
-run's config as an opaque dict and a callback that trains one run.
+This module never turns a config into keyword arguments (``udarts.builders`` does): it handles each
+run's config as an opaque dict.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
 from udarts.config import ConfigError
 from udarts.engine.layout import CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT, LOCK_FILE
-from udarts.engine.runs import check_unused, load_checkpoint
+from udarts.engine.runs import load_checkpoint
 from udarts.io import atomic_write_text
 
 COMPARISON_FILE = "comparison.json"
@@ -77,11 +77,14 @@ def parse_entries(
     ``models``: baseline names, each optionally ``LABEL=NAME`` (to compare one baseline at two
     settings). ``genotypes``: genotype paths, each optionally ``LABEL=PATH``; the default label
     is ``searchnet`` for a single genotype and ``searchnet-<name>`` otherwise, ``<name>`` being
-    the search run folder's name (or the file's stem when it is not ``genotype.json``).
+    the search run folder's name (or the file's stem when it is not ``genotype.json``). A folder
+    stands for its ``genotype.json`` (a search run folder) or else for every ``*.json`` in it
+    (``udarts sample``'s random genotypes; with ``LABEL=FOLDER`` labelled ``LABEL-<stem>``).
     ``options``: label -> keyword options of that baseline.
     """
     if baselines is None:
         from udarts.baselines import BASELINES as baselines
+    genotypes = _genotype_files(genotypes)
     entries: list[ModelEntry] = []
     options = {label: dict(values) for label, values in (options or {}).items()}
     for item in models:
@@ -115,6 +118,24 @@ def parse_entries(
             raise ComparisonError(f"{entry.label}: SEARCH-Net takes no model options (its width is model.width)")
         result.append(ModelEntry(entry.label, entry.model, entry.genotype, entry_options))
     return result
+
+
+def _genotype_files(items: Sequence[str]) -> list[str]:
+    """``items`` with each folder replaced by its genotype file(s) (see :func:`parse_entries`)."""
+    files: list[str] = []
+    for item in items:
+        label, path = _split_label(item)
+        folder = Path(path)
+        if not folder.is_dir():
+            files.append(item)
+        elif (folder / GENOTYPE_FILE).is_file():
+            files.append(f"{label}={folder / GENOTYPE_FILE}" if label else str(folder / GENOTYPE_FILE))
+        else:
+            found = sorted(folder.glob("*.json"))
+            if not found:
+                raise ComparisonError(f"--genotypes {folder}: a folder without genotype files (*.json)")
+            files += [f"{label}-{_genotype_name(file, index)}={file}" if label else str(file) for index, file in enumerate(found)]
+    return files
 
 
 def _genotype_name(path: Path, index: int) -> str:
@@ -253,44 +274,20 @@ def run_finished(run_path: Path, kind: str = "train") -> bool:
     return epoch is not None and epoch >= int(yaml.safe_load((run_path / CONFIG_FILE).read_text())[kind]["epochs"])
 
 
-TrainRun = Callable[[PlannedRun, bool], object]  # (run, resume) -> anything
-
-
-def execute(plans: Sequence[PlannedRun], train_run: TrainRun, log: Callable[[str], None] = print) -> dict[Path, str]:
-    """Bring every planned run to its last epoch; returns ``{path: "reused" | "resumed" | "trained"}``.
-
-    ``train_run(run, resume)`` trains one run: from scratch into ``run.path`` with ``run.config``
-    when ``resume`` is false, else continuing ``run.path`` from its ``last.pt``. A folder
-    with a ``config.yaml`` that differs from ``run.config`` (beyond :data:`IGNORED_CONFIG_KEYS`)
-    raises :class:`ComparisonError`; one with no checkpoint yet is cleared and trained anew.
-    """
-    outcome: dict[Path, str] = {}
-    for number, run in enumerate(plans, start=1):
-        name = f"[{number}/{len(plans)}] {run.entry.label} seed {run.seed}"
-        if run.path.exists():
-            config_path = run.path / CONFIG_FILE
-            if config_path.is_file():
-                differences = config_differences(yaml.safe_load(config_path.read_text()), run.config)
-                if differences:
-                    raise ComparisonError(
-                        f"{run.path}: trained with another config ({'; '.join(differences)}); "
-                        "remove that folder or use another --out"
-                    )
-                epoch = checkpoint_epoch(run.path)
-                if epoch is not None and epoch >= run.epochs:
-                    log(f"{name}: finished run reused ({run.path})")
-                    outcome[run.path] = "reused"
-                    continue
-                if epoch is not None:
-                    log(f"{name}: resuming at epoch {epoch + 1} of {run.epochs} ({run.path})")
-                    train_run(run, True)
-                    outcome[run.path] = "resumed"
-                    continue
-                check_unused(run.path)  # not a run that another process is writing now
-                shutil.rmtree(run.path)  # started but never checkpointed: nothing to keep
-            elif any(item.name != LOCK_FILE for item in run.path.iterdir()):
-                raise ComparisonError(f"{run.path}: exists, is not empty and is not a run folder (no {CONFIG_FILE})")
-        log(f"{name}: training {run.epochs} epoch(s) into {run.path}")
-        train_run(run, False)
-        outcome[run.path] = "trained"
-    return outcome
+def check_run_folders(plans: Sequence[PlannedRun]) -> None:
+    """Refuse, before any training, a planned run folder that another comparison made: one whose
+    ``config.yaml`` differs from ``run.config`` (beyond :data:`IGNORED_CONFIG_KEYS`), or a
+    non-empty folder that is no run folder. The others are reused when finished, resumed from their
+    ``last.pt`` when interrupted, and trained anew when never checkpointed
+    (:func:`udarts.app.trials.run_attempt`)."""
+    for run in plans:
+        config_path = run.path / CONFIG_FILE
+        if config_path.is_file():
+            differences = config_differences(yaml.safe_load(config_path.read_text()), run.config)
+            if differences:
+                raise ComparisonError(
+                    f"{run.path}: trained with another config ({'; '.join(differences)}); "
+                    "remove that folder or use another --out"
+                )
+        elif run.path.is_dir() and any(item.name != LOCK_FILE for item in run.path.iterdir()):
+            raise ComparisonError(f"{run.path}: exists, is not empty and is not a run folder (no {CONFIG_FILE})")

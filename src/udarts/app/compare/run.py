@@ -1,6 +1,6 @@
 """Running a comparison (``udarts compare``) and re-rendering any run folder (``udarts report``):
-the plan of :mod:`~udarts.app.compare.plan`, each run trained by ``udarts.experiment.run_train``,
-then the costs, tables and plots."""
+the plan of :mod:`~udarts.app.compare.plan`, each run a ``udarts train`` trial of
+:mod:`udarts.app.trials` (on this machine or on Ray), then the costs, tables and plots."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from udarts import experiment
 from udarts.app.compare import plan as planning
 from udarts.app.compare.render import render, take_samples
 from udarts.app.compare.results import measure_costs
+from udarts.app.trials import ExecutorSettings, Trial, run_trials
 from udarts.config import Config, ConfigError
 from udarts.data.base import DatasetError
 
@@ -75,12 +76,6 @@ def sized_config(config: Config, entry) -> Config:
     return fitted.updated({"model": {"flops_budget": None}}, f"comparison model {entry.label}: width fitted to the budget")
 
 
-def _train(run, resume: bool) -> Path:
-    if resume:
-        return experiment.run_train(experiment.resumed_config(run.path, "train"), resume=run.path).run_dir
-    return experiment.run_train(Config.from_dict(run.config, "comparison"), run.path).run_dir
-
-
 def check_models_build(config: Config, entries) -> None:
     """Build every compared network once on the meta device (no memory, no data), so that a wrong
     model option fails before any training rather than after the other models' runs."""
@@ -108,9 +103,11 @@ def comparison_samples(config: Config, count: int):
 
 def run_comparison(config: Config, *, models: str | None = None, genotypes: str | None = None, seeds: str | None = None,
                    model_options: Sequence[str] = (), out: str | Path | None = None, num_images: int = 4,
-                   latency_repeats: int = 10) -> Path:
-    """Train every model (comma-separated ``models`` and ``genotypes``) for every seed on one
-    budget, measure their costs and write the tables and plots; ``out`` again reuses finished runs."""
+                   latency_repeats: int = 10, executor: ExecutorSettings | None = None) -> Path:
+    """Train every model (comma-separated ``models`` and ``genotypes``, a folder standing for its
+    genotype files) for every seed on one budget, each run a trial of ``executor`` (default: one at
+    a time on this machine), measure their costs and write the tables and plots; ``out`` again
+    reuses finished runs."""
     from udarts.engine.runs import new_run_dir
 
     if config.train.model_options:
@@ -130,7 +127,11 @@ def run_comparison(config: Config, *, models: str | None = None, genotypes: str 
     plans = [planning.PlannedRun(entry, seed, planning.run_folder(root, entry.label, seed),
                                  sized[entry.label].updated({"seed": seed}, "comparison seed").to_dict(), shared.train.epochs)
              for entry in entries for seed in seed_list]
-    planning.execute(plans, _train)
+    planning.check_run_folders(plans)
+    settings = executor or ExecutorSettings()
+    trials = [Trial(f"{run.entry.label} seed {run.seed}", "train", run.path, config=run.config, cpus=settings.trial_cpus(),
+                    gpus=settings.gpus) for run in plans]
+    run_trials(trials, settings.backend, settings.jobs, settings.address, settings.retries, progress=shared.progress)
     device = experiment.resolve_device(shared.device)
     measure_costs(root, entries, seed_list, device, repeats=latency_repeats)
     written = render(root, comparison_samples(shared, num_images), device)
