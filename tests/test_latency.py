@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from udarts.cli import main
-from udarts.engine.layout import BEST_CHECKPOINT, LATENCY_TABLE_FILE, METRICS_LOG
+from udarts.engine.layout import BEST_CHECKPOINT, LATENCY_PNG, LATENCY_TABLE_FILE, METRICS_LOG, SUMMARY_MARKDOWN
 from udarts.genotype import CellGenotype, Genotype
 from udarts.latency import LatencyShape, LatencyTable, LatencyTableError
 from udarts.latency.measure import measure_table
@@ -92,6 +92,8 @@ def test_the_latency_target_pulls_the_expected_latency_down(tmp_path, tiny_searc
     assert latencies[-1] < 0.8 * latencies[0], latencies  # uniform alphas start far above the target
     assert "predicted latency of the derived genotype" in printed and "(target 20 ms" in printed
     assert json.loads((out / LATENCY_TABLE_FILE).read_text())["ops"] == list(OPS)
+    assert main(["report", str(out)]) == 0  # the report draws the expected latency against the target
+    assert (out / LATENCY_PNG).is_file() and "expected latency of the derived network" in (out / SUMMARY_MARKDOWN).read_text()
 
 
 @pytest.mark.parametrize("change, message", [

@@ -36,6 +36,7 @@ from udarts.engine.layout import (
     DIAGNOSTICS_PNG,
     GENOTYPE_FILE,
     LAST_CHECKPOINT,
+    LATENCY_PNG,
     METRICS_LOG,
     SUMMARY_MARKDOWN,
 )
@@ -167,6 +168,11 @@ def report_search_run(path: Path) -> dict[str, Path]:
     if records:
         written["curves"] = plot_run_curves(records, path / CURVES_PNG, title=f"{path.name}: search",
                                             validation_name="alpha-half")
+    latencies = [record for record in records if record.get("expected_latency_ms") is not None]
+    if latencies:
+        from udarts.viz.curves import plot_expected_latency
+
+        written["latency"] = plot_expected_latency(latencies, path / LATENCY_PNG, title=f"{path.name}: expected latency")
     lines = [
         f"# Search run `{path.name}`",
         "",
@@ -185,6 +191,10 @@ def report_search_run(path: Path) -> dict[str, Path]:
             f"- final epoch: train loss {_loss(final.get('train_loss'))}, loss on the alpha half {_loss(final.get('val_loss'))}, "
             f"mIoU on the alpha half {_percent(final.get('val_miou'))} %",
         ]
+    if latencies:
+        lines.append(f"- expected latency of the derived network: {latencies[0]['expected_latency_ms']:.2f} ms at epoch "
+                     f"{latencies[0]['epoch']}, {latencies[-1]['expected_latency_ms']:.2f} ms at epoch {latencies[-1]['epoch']} "
+                     f"(target {latencies[-1]['latency_target_ms']:g} ms; ![expected latency]({LATENCY_PNG}))")
     lines.append("")
     if genotype is not None:
         lines += ["## Derived cells", "", "| cell | node | inputs (op ← state) |", "|---|---|---|"]
@@ -213,7 +223,12 @@ def report_search_run(path: Path) -> dict[str, Path]:
 
 def _diagnostics_section(path: Path, config: dict[str, Any], alphas: list[dict[str, Any]], written: dict[str, Path]) -> list[str]:
     """Plot the diagnostics of every logged epoch and return the summary's section for the last."""
-    from udarts.search.diagnostics import ENTROPY_WARNING, MARGIN_WARNING, diagnose_record, genotype_warnings
+    from udarts.search.diagnostics import (
+        ENTROPY_WARNING,
+        MARGIN_WARNING,
+        diagnose_record,
+        genotype_warnings,
+    )
     from udarts.viz.diagnostics import plot_diagnostics_history
 
     search = config.get("search", {})

@@ -45,6 +45,7 @@ LOGS = (METRICS_LOG, ALPHAS_LOG, PRUNING_LOG)  # the append-only logs, cut back 
 
 # ``udarts report``'s output in a run folder
 CURVES_PNG = "curves.png"
+LATENCY_PNG = "latency.png"
 ALPHAS_FINAL_PNG = "alphas_final.png"
 ALPHAS_HISTORY_PNG = "alphas_history.png"
 CELLS_PNG = "cells.png"

@@ -106,3 +106,22 @@ def _decorate(axes, ylabel: str) -> None:
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize="small")
     axes.xaxis.get_major_locator().set_params(integer=True)
+
+
+def plot_expected_latency(records: Records, path: str | os.PathLike, title: str | None = None) -> Path:
+    """A latency-targeted search: the expected latency of the derived network per epoch
+    (``expected_latency_ms``) and its target (``latency_target_ms``)."""
+    epochs, values = series(list(records), "expected_latency_ms")
+    if not epochs:
+        raise ValueError("no expected latency to plot (the search had no latency target)")
+    figure = new_figure(6, 4)
+    axes = figure.subplots()
+    axes.plot(epochs, values, "-", marker="o" if len(epochs) < 12 else None, label="expected latency")
+    targets = [record["latency_target_ms"] for record in records if record.get("latency_target_ms") is not None]
+    if targets:
+        axes.axhline(targets[-1], color="0.4", linestyle="--", label=f"target {targets[-1]:g} ms")
+    axes.set_xlabel("epoch")
+    _decorate(axes, "ms")
+    if title:
+        figure.suptitle(title)
+    return save_figure(figure, path)
