@@ -40,8 +40,8 @@ from typing import Any, Callable
 
 import torch
 
-from udarts.complexity import cpu_model
 from udarts.app.export import export_model, load_exported, quantize_onnx
+from udarts.complexity import cpu_model
 from udarts.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,8 +79,8 @@ def export_pair(model: torch.nn.Module, spec: dict[str, Any], folder: Path, cali
     export_model(model, state, "onnx", fp32, check=False)
     int8 = folder / f"{spec['name']}-int8-static.onnx"
     if calib is None:  # random normalised images as the calibration set
-        from PIL import Image
         import numpy as np
+        from PIL import Image
 
         calib_folder = folder / "calib"
         calib_folder.mkdir(exist_ok=True)

@@ -34,7 +34,6 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_search_quality import kendall_tau  # noqa: E402
-
 from udarts.app.compare import read_run_result, run_finished  # noqa: E402
 from udarts.app.genotypes import supernet_and_search_batches  # noqa: E402
 from udarts.complexity import cpu_model  # noqa: E402

@@ -44,10 +44,10 @@ import torch
 import yaml
 
 from udarts import experiment
-from udarts.complexity import cpu_model
 from udarts.app.compare import run_finished
 from udarts.app.compare.results import measure_checkpoint_costs
 from udarts.builders import model_spec
+from udarts.complexity import cpu_model
 from udarts.config import resolve
 from udarts.data.camvid import CAMVID_CLASS_NAMES
 from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, METRICS_LOG

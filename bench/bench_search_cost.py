@@ -46,9 +46,9 @@ from udarts.builders import describe_supernet, resolve_device
 from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latency
 from udarts.config import Config, parse_assignment, resolve
 from udarts.engine.layout import GENOTYPE_FILE, LAST_CHECKPOINT, METRICS_LOG
-from udarts.io import read_jsonl
 from udarts.engine.runs import load_checkpoint
 from udarts.genotype import Genotype
+from udarts.io import read_jsonl
 from udarts.models import build_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

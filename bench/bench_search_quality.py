@@ -55,7 +55,6 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_search_accuracy import Setting, describe, run_command, shown  # noqa: E402
-
 from udarts.app.compare import Statistic, measure_cost, read_run_result, run_finished  # noqa: E402
 from udarts.app.trials import (  # noqa: E402
     Step,

@@ -14,13 +14,13 @@ from PIL import Image
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from udarts.app.export import ExportError, export_model, load_exported, sidecar_path  # noqa: E402
 from udarts.cli import main  # noqa: E402
 from udarts.config import resolve  # noqa: E402
 from udarts.data.factory import build_split  # noqa: E402
 from udarts.data.transforms import eval_transform  # noqa: E402
 from udarts.engine.layout import BEST_CHECKPOINT  # noqa: E402
 from udarts.engine.runs import save_checkpoint  # noqa: E402
-from udarts.app.export import ExportError, export_model, load_exported, sidecar_path  # noqa: E402
 from udarts.models import build_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

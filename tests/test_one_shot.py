@@ -13,10 +13,10 @@ from udarts.engine.layout import derived_genotype_name, one_shot_scores_name
 from udarts.genotype import Genotype
 from udarts.losses import build_loss
 from udarts.ops import OpSettings
-from udarts.viz.figures import is_png
 from udarts.random_genotypes import sample_genotype
 from udarts.search.one_shot import genotype_masks, laid_onto, one_shot_scores, recalibrate_batchnorm
 from udarts.search.supernet import SuperNet
+from udarts.viz.figures import is_png
 
 OPS = ("none", "conv_3x3", "conv_5x5", "identity")
 

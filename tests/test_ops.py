@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from udarts.ops import MBConv, OPS, PAPER_OPS, OpSettings, build_op, check_op_names
+from udarts.ops import OPS, PAPER_OPS, MBConv, OpSettings, build_op, check_op_names
 
 
 @pytest.mark.parametrize("name", sorted(OPS))

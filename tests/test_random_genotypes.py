@@ -6,12 +6,18 @@ import types
 import pytest
 import torch
 
+from udarts import random_genotypes
 from udarts.cli import main
 from udarts.data import synthetic
 from udarts.engine.layout import GENOTYPE_FILE, LAST_CHECKPOINT
 from udarts.genotype import Genotype
-from udarts import random_genotypes
-from udarts.random_genotypes import sample_genotype, sample_genotypes, searchnet_gflops, width_for_budget, width_for_latency
+from udarts.random_genotypes import (
+    sample_genotype,
+    sample_genotypes,
+    searchnet_gflops,
+    width_for_budget,
+    width_for_latency,
+)
 from udarts.search.darts import alpha_lr_for_budget
 from udarts.search.regularizers import BetaDecay
 from udarts.search.supernet import search_op_names

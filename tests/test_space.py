@@ -10,7 +10,15 @@ import udarts
 from udarts.genotype import architecture_from_state
 from udarts.search.supernet import SuperNet, search_op_names
 from udarts.space import (
-    DOWNSAMPLING, NUM_CELLS, all_edges, cell_slots, cell_state_key, cell_tensors, nodes_for_edges, spec_edges, spec_ops,
+    DOWNSAMPLING,
+    NUM_CELLS,
+    all_edges,
+    cell_slots,
+    cell_state_key,
+    cell_tensors,
+    nodes_for_edges,
+    spec_edges,
+    spec_ops,
 )
 
 PACKAGE = Path(udarts.__file__).parent

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from udarts_data_fixtures import (
     FOLDER_YAML,
     PETS_TEST,

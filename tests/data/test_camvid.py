@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from udarts_data_fixtures import camvid_mask, write_mask
 
 from udarts.data.base import DatasetError
 from udarts.data.camvid import CAMVID_CLASS_NAMES, CAMVID_IGNORE_INDEX, CAMVID_PALETTE, CamVid
-
-from udarts_data_fixtures import camvid_mask, write_mask
 
 
 # ---------------------------------------------------------------- shared real copy

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from udarts_data_fixtures import write_mask, write_rgb
 
 from udarts.data.base import DatasetError
 from udarts.data.folder import FolderDataset, load_folder_config
-
-from udarts_data_fixtures import write_mask, write_rgb
 
 
 def test_reads_splits_classes_palette(folder_root: Path) -> None:

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from udarts_data_fixtures import PETS_TEST, PETS_TRAINVAL, pets_trimap
 
 from udarts.data.base import DatasetError, SegmentationDataset
 from udarts.data.pets import BINARY_CLASS_NAMES, TRIMAP_CLASS_NAMES, OxfordPets, breed_of, carve_val
-
-from udarts_data_fixtures import PETS_TEST, PETS_TRAINVAL, pets_trimap
 
 
 def sample_named(dataset: OxfordPets, file_name: str) -> tuple[torch.Tensor, torch.Tensor]:

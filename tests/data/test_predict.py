@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from udarts.data.base import DatasetError
 from udarts.app.predict import list_images, predict_paths
+from udarts.data.base import DatasetError
 
 PALETTE = [(0, 0, 0), (255, 255, 255)]
 

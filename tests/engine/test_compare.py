@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from udarts.app.compare import config_differences
 from udarts.cli import main
 from udarts.complexity import count_flops, count_parameters
-from udarts.app.compare import config_differences
 from udarts.engine.layout import GENOTYPE_FILE, LAST_CHECKPOINT, METRICS_LOG
 from udarts.models import build_model
 from udarts.viz.figures import is_png
@@ -155,8 +155,8 @@ def test_another_budget_in_the_same_folder_is_refused(comparison, search_dir, tm
 
 
 def test_a_flops_budget_sizes_searchnet_once_and_a_re_run_reuses_its_runs(search_dir, tmp_path, capsys):
-    from udarts.random_genotypes import width_for_budget
     from udarts.genotype import Genotype
+    from udarts.random_genotypes import width_for_budget
 
     out = tmp_path / "budget"
     args = ["compare", *TINY, "--epochs", "1", "--genotypes", str(search_dir / GENOTYPE_FILE), "--seeds", "0,1",

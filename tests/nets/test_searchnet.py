@@ -5,8 +5,8 @@ from udarts.genotype import Genotype, derive
 from udarts.models import build_searchnet
 from udarts.nets.cell import Cell
 from udarts.ops import OPS, OpSettings
-from udarts.space import all_edges, cell_slots
 from udarts.search.supernet import SuperNet, search_op_names
+from udarts.space import all_edges, cell_slots
 
 
 def random_genotype(seed=0, ops=search_op_names()) -> Genotype:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from udarts import experiment
-from udarts.config import Config
 from udarts.app.evaluation import write_metrics
+from udarts.config import Config
 from udarts.genotype import Genotype
 
 # Small enough for 2 CPU cores in a few minutes, on the built-in synthetic data.

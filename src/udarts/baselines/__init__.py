@@ -31,8 +31,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-from udarts.baselines.scales import SCALES
 from udarts.baselines.light import LIGHT_BASELINES
+from udarts.baselines.scales import SCALES
 from udarts.baselines.setr import SETR, create_setr
 from udarts.baselines.smp_models import SMP_BASELINES, SegmentationModelsNetwork, create_smp_model
 from udarts.baselines.unet import UNet, create_unet

@@ -77,8 +77,8 @@ def check_runtime(runtime: str) -> None:
         raise LatencyTableError(f"unknown runtime {runtime!r}; expected one of {list(RUNTIMES)}")
     if runtime == "onnxruntime":
         try:
-            import onnxruntime  # noqa: F401
             import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
         except ImportError:
             raise LatencyTableError("the onnxruntime runtime needs onnx and onnxruntime: pip install -e \".[export]\"") from None
     if runtime == "cuda" and not torch.cuda.is_available():
