@@ -19,9 +19,10 @@ Three steps, each resumable (every output is a file in OUT; a finished step is r
    the table of its width), each derived genotype fitted to its target by the predictor and
    retrained at ``--seeds``; the random genotypes (seed 0) and the baselines (``--seeds``); every
    training is ``udarts train --config configs/camvid-cpu.yaml`` with sequence 0006R0 held out and
-   selecting ``best.pt``, then ``udarts eval best.pt --split val``. ``--jobs`` at once, searches
-   and their trainings first; ``--deadline`` seconds stops launching and ends running jobs in time
-   for a partial report (their folders resume on a re-run).
+   selecting ``best.pt``, then ``udarts eval best.pt --split val``; each a trial of
+   ``udarts.app.trials`` (``--jobs`` local processes, or ``--backend ray``), a search's trainings
+   submitted as it ends; ``--deadline`` seconds ends the running trials in time for a partial report
+   (their folders resume on a re-run).
 3. ``report`` (on the target device): every trained network timed side by side (eager, one thread;
    onnxruntime as a second column), the table, the searched genotype's percentile among the random
    ones at each target, each front's hypervolume, and the picture (mIoU against ms, log scale).
@@ -35,27 +36,19 @@ Three steps, each resumable (every output is a file in OUT; a finished step is r
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
 import hashlib
 import json
-import os
-import shutil
 import statistics
-import subprocess
-import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from udarts.engine.layout import (
-    BEST_CHECKPOINT,
-    CONFIG_FILE,
-    GENOTYPE_FILE,
-    LAST_CHECKPOINT,
-    METRICS_LOG,
-)
+from udarts.app.trials import Step, Trial, TrialExecutor, add_executor_arguments, executor_settings
+from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, METRICS_LOG
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LIGHT = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "unet_mobilenet_v2", "unet_efficientnet_b0",
@@ -65,6 +58,7 @@ IMAGE_SIZE = (96, 128)
 NUM_CLASSES = 11
 TRAIN_CONFIG = REPO_ROOT / "configs" / "camvid-cpu.yaml"
 SEARCH_CONFIG = REPO_ROOT / "configs" / "camvid-search-lowres-cpu.yaml"
+EVAL_VAL = "eval-val.json"  # beside a training's files: its best.pt scored on val
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -144,38 +138,24 @@ def plan(args: argparse.Namespace) -> None:
 # ---- 2. run --------------------------------------------------------------------------------------
 
 
-def udarts_command(*arguments: str) -> list[str]:
-    return [sys.executable, "-m", "udarts", *arguments]
-
-
-def train_command(args: argparse.Namespace, folder: Path, seed: int, model: str, genotype: Path | None = None,
-                  width: int | None = None) -> list[str]:
-    command = ["train", "--config", str(TRAIN_CONFIG), "--root", str(args.root), "--seed", str(seed), "--out",
-               str(folder), "--device", args.device, "--no-progress", "--model", model,
-               "--set", f"data.holdout={args.holdout}", "--set", "train.select_split=holdout", *args.train_set]
+def train_trial(args: argparse.Namespace, folder: Path, seed: int, model: str, genotype: Path | None = None,
+                width: int | None = None) -> Trial:
+    """Train ``folder`` (resumed or reused by the executor), then score its best.pt on val."""
+    flags = ["--config", str(TRAIN_CONFIG), "--root", str(args.root), "--seed", str(seed), "--device", args.device,
+             "--no-progress", "--model", model, "--set", f"data.holdout={args.holdout}",
+             "--set", "train.select_split=holdout", *args.train_set]
     if model == "searchnet":
-        command += ["--genotype", str(genotype), "--width", str(width), "--set", "model.flops_budget=null"]
+        flags += ["--genotype", str(genotype), "--width", str(width), "--set", "model.flops_budget=null"]
     elif model == REFERENCE:
-        command += ["--set", "train.model_scale=paper"]
-    return udarts_command(*command)
-
-
-def train_job(args: argparse.Namespace, folder: Path, seed: int, model: str, **searchnet: Any) -> list[list[str]]:
-    """Train (or resume) ``folder`` and score its best.pt on val; nothing for a finished one."""
-    if (folder / "eval-val.json").is_file():
-        return []
-    if (folder / CONFIG_FILE).is_file() and not (folder / LAST_CHECKPOINT).is_file():  # stopped before its first checkpoint
-        shutil.rmtree(folder)
-    if (folder / CONFIG_FILE).is_file():
-        train = udarts_command("train", "--resume", str(folder), "--device", args.device, "--no-progress")
-    else:
-        train = train_command(args, folder, seed, model, **searchnet)
-    evaluate = udarts_command("eval", str(folder / BEST_CHECKPOINT), "--root", str(args.root), "--split", "val",
-                              "--device", args.device, "--json", str(folder / "eval-val.json"), "--no-progress")
-    return [train, evaluate]
+        flags += ["--set", "train.model_scale=paper"]
+    evaluate = Step(("eval", str(folder / BEST_CHECKPOINT), "--root", str(args.root), "--split", "val", "--device",
+                     args.device, "--json", str(folder / EVAL_VAL), "--no-progress"), folder / EVAL_VAL)
+    return Trial(folder.name, "train", folder, flags=tuple(flags), cpus=args.settings.trial_cpus(),
+                 gpus=args.settings.gpus, then=(evaluate,))
 
 
 def searched_width(out: Path, genotype_path: Path, target: float, widths: list[int]) -> int | None:
+    """The largest width of the plan whose predicted latency of the genotype fits ``target``."""
     from udarts.genotype import Genotype
     from udarts.latency import LatencyTable
 
@@ -185,109 +165,68 @@ def searched_width(out: Path, genotype_path: Path, target: float, widths: list[i
     return max(fitting) if fitting else None
 
 
-class Scheduler:
-    """Up to ``jobs`` job chains (lists of commands run one after another) at once, highest
-    priority first; ``then`` callbacks queue more chains when one ends."""
-
-    def __init__(self, jobs: int, deadline: float, log_dir: Path) -> None:
-        self.jobs, self.deadline, self.log_dir = jobs, deadline, log_dir
-        self.queue: list[tuple[int, str, list[list[str]], Any]] = []
-        self.running: dict[str, tuple[subprocess.Popen, list[list[str]], Any, float]] = {}
-        self.done: dict[str, int] = {}
-
-    def add(self, priority: int, name: str, chain: list[list[str]], then: Any = None) -> None:
-        if chain:
-            self.queue.append((priority, name, chain, then))
-            self.queue.sort(key=lambda item: item[0])
-        elif then is not None:
-            then()
-
-    def _start(self, name: str, chain: list[list[str]], then: Any) -> None:
-        log = open(self.log_dir / f"{name}.log", "a")
-        process = subprocess.Popen(chain[0], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        self.running[name] = (process, chain[1:], then, time.time())
-
-    def run(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        while self.queue or self.running:
-            for name, (process, rest, then, started) in list(self.running.items()):
-                code = process.poll()
-                if code is None:
-                    continue
-                del self.running[name]
-                if code == 0 and rest:
-                    self._start(name, rest, then)
-                    continue
-                self.done[name] = code
-                print(f"[{time.strftime('%H:%M:%S')}] {name}: exit {code} ({time.time() - started:.0f} s); "
-                      f"{len(self.queue)} queued, {len(self.running)} running", flush=True)
-                if code == 0 and then is not None:
-                    then()
-            if time.time() > self.deadline:
-                for name, (process, *_rest) in self.running.items():
-                    process.terminate()
-                    print(f"deadline: stopped {name}", flush=True)
-                for name, (process, *_rest) in self.running.items():
-                    process.wait()
-                return
-            while self.queue and len(self.running) < self.jobs:
-                _priority, name, chain, then = self.queue.pop(0)
-                self._start(name, chain, then)
-            time.sleep(1)
-
-
 def run(args: argparse.Namespace) -> None:
+    """The searches, then their genotypes' trainings as each search ends; the random genotypes and
+    the baselines beside them; every one a trial of ``udarts.app.trials`` (local processes or Ray)."""
     out = args.out
     data = json.loads((out / "plan.json").read_text())
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    scheduler = Scheduler(args.jobs, time.time() + args.deadline, out / "logs")
-    for k, target in enumerate(data["targets"]):
-        for search_seed in args.search_seeds:
-            search_dir = out / f"search-t{k}-s{search_seed}"
+    futures: list[concurrent.futures.Future] = []
+    searches: dict[concurrent.futures.Future, tuple[Path, dict[str, Any], int]] = {}
+    with TrialExecutor(args.settings.backend, args.settings.jobs, args.settings.address, args.settings.retries) as executor:
+        timer = threading.Timer(args.deadline, executor.stop) if args.deadline != float("inf") else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
 
-            def after_search(k: int = k, target: dict = target, search_dir: Path = search_dir) -> None:
-                width = searched_width(out, search_dir / GENOTYPE_FILE, target["target_ms"], data["widths"])
-                print(f"{search_dir.name}: derived genotype fits {target['target_ms']:.2f} ms at width {width}", flush=True)
-                if width is None:
-                    return
-                for seed in seeds:
-                    folder = out / f"searched-t{k}-s{search_dir.name.rsplit('-s', 1)[1]}-seed{seed}"
-                    scheduler.add(1, folder.name, train_job(args, folder, seed, "searchnet",
-                                                            genotype=search_dir / GENOTYPE_FILE, width=width))
+        def retrain(search_dir: Path, target: dict[str, Any], k: int) -> None:
+            width = searched_width(out, search_dir / GENOTYPE_FILE, target["target_ms"], data["widths"])
+            print(f"{search_dir.name}: derived genotype fits {target['target_ms']:.2f} ms at width {width}", flush=True)
+            for seed in seeds if width is not None else ():
+                folder = out / f"searched-t{k}-s{search_dir.name.rsplit('-s', 1)[1]}-seed{seed}"
+                try:
+                    futures.append(executor.submit(train_trial(args, folder, seed, "searchnet",
+                                                               genotype=search_dir / GENOTYPE_FILE, width=width)))
+                except RuntimeError:  # the deadline stopped the executor: the next run trains it
+                    print(f"{folder.name}: not started (deadline)", flush=True)
 
-            searched = (search_dir / GENOTYPE_FILE).is_file()
-            if searched and (args.accept_partial_searches or ((search_dir / LAST_CHECKPOINT).is_file() and _search_done(search_dir))):
-                after_search()  # a partial search's genotype is that of its last finished epoch
-                continue
-            command = (udarts_command("search", "--resume", str(search_dir), "--device", args.device, "--no-progress")
-                       if (search_dir / CONFIG_FILE).is_file() else
-                       udarts_command("search", "--config", str(SEARCH_CONFIG), "--root", str(args.root), "--seed",
-                                      str(search_seed), "--out", str(search_dir), "--device", args.device, "--no-progress",
-                                      "--latency-target", f"{target['target_ms']:.4f}",
-                                      "--latency-table", str(out / target["table"]),
-                                      "--set", f"data.holdout={args.holdout}", *args.search_set))
-            scheduler.add(0, search_dir.name, [command], after_search)
-    for seed_rank, seed in enumerate(seeds):
-        for name in data["baselines"]:
-            if name == REFERENCE and not args.reference:
-                continue
-            scheduler.add(2 + 2 * seed_rank + (name == REFERENCE), f"{name}-seed{seed}",
-                          train_job(args, out / f"{name}-seed{seed}", seed, name))
-    for k, target in enumerate(data["targets"]):
-        for item in target["random"]:
-            if item["width"] is not None:
-                folder = out / f"random-t{k}-{item['index']:03d}-seed0"
-                genotype = out / "random" / f"random-0-{item['index']:03d}.json"
-                scheduler.add(2, folder.name, train_job(args, folder, 0, "searchnet", genotype=genotype, width=item["width"]))
-    scheduler.run()
-    failed = {name: code for name, code in scheduler.done.items() if code != 0}
-    print(f"finished {len(scheduler.done) - len(failed)} job chains; failed: {failed or 'none'}")
+        for k, target in enumerate(data["targets"]):
+            for search_seed in args.search_seeds:
+                search_dir = out / f"search-t{k}-s{search_seed}"
+                if args.accept_partial_searches and (search_dir / GENOTYPE_FILE).is_file():
+                    retrain(search_dir, target, k)  # a partial search's genotype: that of its last finished epoch
+                    continue
+                trial = Trial(search_dir.name, "search", search_dir, cpus=args.settings.trial_cpus(), gpus=args.settings.gpus,
+                              flags=("--config", str(SEARCH_CONFIG), "--root", str(args.root), "--seed", str(search_seed),
+                                     "--device", args.device, "--no-progress",
+                                     "--latency-target", f"{target['target_ms']:.4f}",
+                                     "--latency-table", str(out / target["table"]),
+                                     "--set", f"data.holdout={args.holdout}", *args.search_set))
+                searches[executor.submit(trial)] = (search_dir, target, k)
+        for k, target in enumerate(data["targets"]):
+            for item in target["random"]:
+                if item["width"] is not None:
+                    folder = out / f"random-t{k}-{item['index']:03d}-seed0"
+                    genotype = out / "random" / f"random-0-{item['index']:03d}.json"
+                    futures.append(executor.submit(train_trial(args, folder, 0, "searchnet", genotype=genotype,
+                                                               width=item["width"])))
+        for seed in seeds:
+            for name in data["baselines"]:
+                if name != REFERENCE or args.reference:
+                    futures.append(executor.submit(train_trial(args, out / f"{name}-seed{seed}", seed, name)))
+        while searches:  # each search's trainings are submitted as it ends
+            done, _ = concurrent.futures.wait(list(searches), return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                search_dir, target, k = searches.pop(future)
+                futures.append(future)
+                if not future.cancelled() and future.exception() is None:
+                    retrain(search_dir, target, k)
+        concurrent.futures.wait(futures)
+        if timer is not None:
+            timer.cancel()
+    failed = [str(future.exception()) for future in futures if not future.cancelled() and future.exception() is not None]
+    print(f"{len(futures) - len(failed)} of {len(futures)} trials ended well" + (f"; failed: {failed}" if failed else ""))
 
-
-def _search_done(folder: Path) -> bool:
-    from udarts.app.compare import run_finished
-
-    return run_finished(folder)
 
 
 # ---- 3. report -----------------------------------------------------------------------------------
@@ -307,7 +246,7 @@ def scores(folder: Path) -> dict[str, float] | None:
     if not records:
         return None
     best = max(records, key=lambda record: record["val_miou"])
-    val = json.loads((folder / "eval-val.json").read_text())["miou"] if (folder / "eval-val.json").is_file() else None
+    val = json.loads((folder / EVAL_VAL).read_text())["miou"] if (folder / EVAL_VAL).is_file() else None
     return {"holdout_best": 100 * best["val_miou"], "holdout_last": 100 * records[-1]["val_miou"],
             "val": None if val is None else 100 * val, "epochs": records[-1]["epoch"], "of": epochs,
             "train_minutes": sum(record.get("seconds", 0.0) for record in records) / 60}
@@ -563,8 +502,9 @@ def main() -> None:
                              "searching on")
     parser.add_argument("--reference", action="store_true", help="run: also train the ResNet-34 UNet")
     parser.add_argument("--device", default="cpu", help="run: where the trainings run (cpu, cuda)")
-    parser.add_argument("--jobs", type=int, default=2, help="run: job chains at once")
-    parser.add_argument("--deadline", type=float, default=float("inf"), help="run: seconds after which running jobs stop")
+    parser.add_argument("--deadline", type=float, default=float("inf"), help="run: seconds after which the running "
+                        "trials stop (they resume on the next run)")
+    add_executor_arguments(parser, cpus_default=1)
     parser.add_argument("--plot", type=Path, help="report: the picture's path")
     parser.add_argument("--partial", action="store_true", help="report: also runs stopped before their last epoch, "
                         "marked with the epochs they trained")
@@ -575,6 +515,7 @@ def main() -> None:
     args.search_seeds = [int(seed) for seed in args.search_seeds.split(",")]
     args.search_set = [item for assignment in args.search_set for item in ("--set", assignment)]
     args.train_set = [item for assignment in args.train_set for item in ("--set", assignment)]
+    args.settings = executor_settings(args)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     {"plan": plan, "run": run, "report": report}[args.step](args)

@@ -147,15 +147,14 @@ def test_an_error_in_the_api_releases_the_folder_at_once(tmp_path, monkeypatch):
     assert errors and not is_locked(tmp_path / "run" / LOCK_FILE)
 
 
-def test_compare_does_not_clear_a_folder_that_a_run_is_writing(tmp_path):
-    from udarts.app.compare.plan import ModelEntry, PlannedRun, execute
+def test_a_trial_does_not_clear_a_folder_that_a_run_is_writing(tmp_path):
+    from udarts.app.trials import Trial, run_attempt
 
-    folder = tmp_path / "runs" / "unet" / "seed-0"
-    config = {"train": {"epochs": 1}}
-    writing = Run(folder, config)  # started, no checkpoint yet
-    planned = PlannedRun(ModelEntry("unet", "unet"), 0, folder, config, 1)
+    folder = tmp_path / "runs" / "unet-seed0"
+    writing = Run(folder, {"train": {"epochs": 1}})  # started, no checkpoint yet: a trial would start it anew
+    trial = Trial("unet seed 0", "train", folder, flags=("--model", "unet", "--data", "synthetic"))
     with pytest.raises(RunFolderError, match="in use by another udarts run"):
-        execute([planned], lambda run, resume: pytest.fail("trained into a folder in use"), log=lambda line: None)
+        run_attempt(trial)
     assert (folder / CONFIG_FILE).is_file()
     writing.close()
 

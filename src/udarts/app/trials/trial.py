@@ -21,6 +21,7 @@ import yaml
 from udarts.app.compare.plan import checkpoint_epoch, run_finished
 from udarts.config import ConfigError
 from udarts.engine.layout import CONFIG_FILE
+from udarts.engine.runs import check_unused
 
 KINDS = ("train", "search")
 
@@ -162,6 +163,7 @@ def run_attempt(trial: Trial, attempt: int = 1, started: Callable[[subprocess.Po
                 code = _command(trial, [trial.kind, "--resume", str(trial.run_dir), "--no-progress"], log, started, attempt)
             else:
                 if (trial.run_dir / CONFIG_FILE).is_file():
+                    check_unused(trial.run_dir)  # not a run another process is writing now
                     shutil.rmtree(trial.run_dir)  # started but never checkpointed: nothing to keep
                 config_flags, config_file = [], None
                 if trial.config is not None:
