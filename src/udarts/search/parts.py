@@ -3,8 +3,8 @@ config, the supernet and the ``SearchContext``, or returns ``None`` when the con
 
 A new part (a penalty, a regulariser, a schedule) is a ``SearchPart`` subclass in its own module
 with a ``from_config(config, model, context)`` builder, one entry here, and a test
-(docs/architecture.md, "A search-loop part"). The order of the entries is the order in which
-the loop calls the parts, and the order of the loss terms' sum: pruning comes before the
+(docs/architecture.md, "The search loop and its parts"). The order of the entries is the order
+in which the loop calls the parts, and the order of the loss terms' sum: pruning comes before the
 penalties so that what they log at the end of an epoch is priced with the pruned masks.
 """
 
