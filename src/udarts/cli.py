@@ -200,6 +200,13 @@ def command_compare(args: argparse.Namespace) -> None:
                    latency_repeats=args.latency_repeats)
 
 
+def command_env(args: argparse.Namespace) -> None:
+    from udarts.app.environment import environment, render
+
+    facts = environment()
+    print(json.dumps(facts, indent=2) if args.json else "\n".join(render(facts)))
+
+
 def command_report(args: argparse.Namespace) -> None:
     from udarts.app.compare.run import report_folder
 
@@ -331,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="train run, search run or comparison folder")
     report.add_argument("--device", help="comparison: device for predictions and costs not measured yet")
     report.add_argument("--num-images", type=int, default=4, help="comparison: validation images in predictions.png (0: none)")
+    env = commands.add_parser("env", aliases=["doctor"], help="versions, CPU/GPU, threads and bf16 support of this machine, "
+                              "to paste into a bug report or a benchmark entry")
+    env.add_argument("--json", action="store_true", help="print the report as JSON")
     for action in commands._choices_actions:  # every subcommand: its help line as its description, and --debug
         subparser = commands.choices[action.dest]
         subparser.description = subparser.description or action.help
@@ -370,7 +380,7 @@ def error_line(error: BaseException) -> tuple[str, int]:
 HANDLERS = {
     "search": command_search, "derive": command_derive, "sample": command_sample, "train": command_train,
     "eval": command_eval, "predict": command_predict, "export": command_export, "demo": command_demo,
-    "compare": command_compare, "report": command_report,
+    "compare": command_compare, "report": command_report, "env": command_env, "doctor": command_env,
 }
 
 
