@@ -1,22 +1,22 @@
-"""The README's Python API example runs as written (search -> derive -> train -> evaluate)."""
+"""The Python API example of docs/usage.md runs as written (search -> derive -> train -> evaluate)."""
 
 import re
 from pathlib import Path
 
 from udarts.engine.layout import BEST_CHECKPOINT, GENOTYPE_FILE
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+USAGE = Path(__file__).resolve().parents[1] / "docs" / "usage.md"
 
 
 def api_example() -> str:
-    text = README.read_text()
-    section = text[text.index("### Python API"):]
+    text = USAGE.read_text()
+    section = text[text.index("## Python API"):]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+def test_the_usage_page_python_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    exec(compile(api_example(), "README.md (Python API)", "exec"), {})
+    exec(compile(api_example(), "docs/usage.md (Python API)", "exec"), {})
     printed = capsys.readouterr().out
     miou = re.search(r"val mIoU (\d+\.\d) \(best epoch on val: (\d+\.\d)\)", printed)
     assert miou is not None, printed

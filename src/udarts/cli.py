@@ -217,9 +217,14 @@ def command_latency_table(args: argparse.Namespace) -> None:
     config = load_config(args, "latency-table")
     table, reused = make_latency_table(config, args.out, runtime=args.runtime, threads=args.threads,
                                        batch_size=args.batch, calibrate_genotypes=args.calibrate, force=args.force)
-    print(f"{'reused' if reused else 'wrote'} latency table {args.out}")
-    for line in describe_table(table, config.search.top_k):
-        print(f"  {line}")
+    print("\n  ".join([f"{'reused' if reused else 'wrote'} latency table {args.out}", *describe_table(table, config.search.top_k)]))
+
+
+def command_env(args: argparse.Namespace) -> None:
+    from udarts.app.environment import environment, render
+
+    facts = environment()
+    print(json.dumps(facts, indent=2) if args.json else "\n".join(render(facts)))
 
 
 def command_report(args: argparse.Namespace) -> None:
@@ -279,8 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--runtime", default="eager", help="eager (PyTorch, CPU), onnxruntime (CPU) or cuda (default eager)")
     table.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     table.add_argument("--batch", type=int, default=1, help="images per forward pass (default 1)")
-    table.add_argument("--calibrate", type=int, default=10, metavar="N",
-                       help="time N random genotypes whole and fit the table's correction (default 10; 0 = none)")
+    table.add_argument("--calibrate", type=int, default=10, metavar="N", help="time N random genotypes whole and fit the table's correction (default 10; 0 = none)")
     table.add_argument("--force", action="store_true", help="measure again and replace --out")
 
     derive = commands.add_parser("derive", help="derive a genotype from a search checkpoint or run folder")
@@ -373,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="train run, search run or comparison folder")
     report.add_argument("--device", help="comparison: device for predictions and costs not measured yet")
     report.add_argument("--num-images", type=int, default=4, help="comparison: validation images in predictions.png (0: none)")
+    env = commands.add_parser("env", aliases=["doctor"], help="versions, CPU/GPU, threads and bf16 support of this machine, "
+                              "to paste into a bug report or a benchmark entry")
+    env.add_argument("--json", action="store_true", help="print the report as JSON")
     for action in commands._choices_actions:  # every subcommand: its help line as its description, and --debug
         subparser = commands.choices[action.dest]
         subparser.description = subparser.description or action.help
@@ -414,6 +421,7 @@ HANDLERS = {
     "search": command_search, "derive": command_derive, "sample": command_sample, "train": command_train,
     "eval": command_eval, "predict": command_predict, "export": command_export, "demo": command_demo,
     "compare": command_compare, "report": command_report, "latency-table": command_latency_table,
+    "env": command_env, "doctor": command_env,
 }
 
 

@@ -12,7 +12,9 @@ from PIL import Image
 from udarts_data_fixtures import PETS_TEST, PETS_TRAINVAL, pets_trimap
 
 from udarts.data.base import DatasetError, SegmentationDataset
-from udarts.data.pets import BINARY_CLASS_NAMES, TRIMAP_CLASS_NAMES, OxfordPets, breed_of, carve_val
+from udarts.data.pets import (
+    BINARY_CLASS_NAMES, TRIMAP_CLASS_NAMES, VAL_FRACTION, OxfordPets, breed_of, carve_val, read_split_list,
+)
 
 
 def sample_named(dataset: OxfordPets, file_name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,12 +27,19 @@ def test_shared_pets_binary_trainval_and_test(shared_data: Path) -> None:
     train = OxfordPets(shared_data, "train", image_size=(32, 32))
     val = OxfordPets(shared_data, "val", image_size=(32, 32))
     test = OxfordPets(shared_data, "test", image_size=(32, 32))
-    assert (len(train), len(val), len(test)) == (314, 79, 99)  # 393 trainval = 314 + 79
+    lists = {name: read_split_list(shared_data / "oxford-iiit-pet" / "annotations" / f"{name}.txt")
+             for name in ("trainval", "test")}
+    # the structure, whatever copy of the release is there (the subset or the full ~7,400 images)
+    assert len(train) + len(val) == len(lists["trainval"]) and len(test) == len(lists["test"])
+    assert len(val) == int(VAL_FRACTION * len(lists["trainval"]) + 0.5)  # 20%, rounded half up
     names = {split: {pair.image.stem for pair in dataset.samples} for split, dataset in
              (("train", train), ("val", val), ("test", test))}
     assert not names["train"] & names["val"] and not (names["train"] | names["val"]) & names["test"]
-    # the three breeds with 100 trainval images each give exactly 20 to val
-    assert Counter(breed_of(name) for name in names["val"])["Bengal"] == 20
+    breeds, in_val = Counter(map(breed_of, lists["trainval"])), Counter(map(breed_of, names["val"]))
+    assert all(abs(in_val[breed] - VAL_FRACTION * count) < 1 for breed, count in breeds.items())  # stratified by breed
+    if (len(lists["trainval"]), len(lists["test"])) == (393, 99):  # the subset the project's numbers were measured on
+        assert (len(train), len(val), len(test)) == (314, 79, 99)
+        assert in_val["Bengal"] == 20  # the three breeds with 100 trainval images each give exactly 20 to val
     assert train.skipped == [] and test.skipped == []
     assert isinstance(train, SegmentationDataset)
     assert train.class_names == BINARY_CLASS_NAMES and train.ignore_index is None
