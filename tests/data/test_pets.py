@@ -13,7 +13,13 @@ from udarts_data_fixtures import PETS_TEST, PETS_TRAINVAL, pets_trimap
 
 from udarts.data.base import DatasetError, SegmentationDataset
 from udarts.data.pets import (
-    BINARY_CLASS_NAMES, TRIMAP_CLASS_NAMES, VAL_FRACTION, OxfordPets, breed_of, carve_val, read_split_list,
+    BINARY_CLASS_NAMES,
+    TRIMAP_CLASS_NAMES,
+    VAL_FRACTION,
+    OxfordPets,
+    breed_of,
+    carve_val,
+    read_split_list,
 )
 
 
