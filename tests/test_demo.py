@@ -2,7 +2,8 @@
 retrains, evaluates well above chance, says beforehand how long it expects to take and at the
 end where its reports are.
 
-The demo's search must search, on any CPU: DEMO_MEASURED
+The demo's search must end settled on any CPU: every cell below the warning's entropy and above its
+top-1 margin, with the margins the warnings themselves use.
 """
 
 import contextlib

@@ -31,7 +31,7 @@ DEMO_SETTINGS: dict[str, Any] = {
     "data": {"name": "synthetic", "image_size": [32, 32], "num_samples": 96, "batch_size": 8},
     "model": {"width": 4, "num_nodes": 2, "include_none": False},
     "search": {"epochs": 6, "warmup_epochs": 1, "alpha_travel": 12.0, "alpha_betas": [0.99, 0.999]},
-    "train": {"epochs": 16, "optimizer": "adam", "lr": 3.0e-3, "weight_decay": 0.0, "loss": "dice_ce"},
+    "train": {"epochs": 10, "optimizer": "adam", "lr": 3.0e-3, "weight_decay": 0.0, "loss": "dice_ce"},
 }
 
 # A search this short still ends, in about one run of four, with one kept edge whose two best ops

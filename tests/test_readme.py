@@ -1,0 +1,119 @@
+"""The README's recipes run as written, at a tiny size, so that a renamed command or flag fails here.
+
+A block the README (or a page under docs/) marks with ``<!-- test: NAME -->`` is a recipe
+(``tests/markdown_recipes.py``); every marked block needs an entry in ``RECIPES`` naming the test
+that runs it. The recipe tests run each command in-process (``udarts.cli.main``) with the flags
+of ``SHRINK`` appended, which make it tiny: later flags win, so everything else is as written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from markdown_recipes import REPO, documents, marked_blocks, recipe, write_folder_dataset
+from udarts.cli import main
+from udarts.engine.layout import ALPHAS_LOG, CONFIG_FILE, METRICS_LOG
+from udarts.io import read_jsonl
+from udarts.search.diagnostics import ENTROPY_WARNING, MARGIN_WARNING
+
+# marked block -> the test that runs it (a block marked in a document without an entry here fails
+# test_every_marked_recipe_has_a_test: add its test, then its name here)
+RECIPES = {
+    "demo": "tests/test_demo.py::test_demo_runs_as_the_readme_shows_and_settles",
+    "own-data": "tests/test_readme.py::test_own_data_recipe_runs_and_its_search_settles",
+    "paper": "tests/test_readme.py::test_paper_recipe_runs_on_the_real_datasets",
+}
+
+
+def run(argv: list[str], shrink: dict[str, list[str]], capsys) -> str:
+    """One recipe command, shrunk; its printed output (a failure shows the command and its error)."""
+    command = [*argv, *shrink.get(argv[0], [])]
+    code = main(command)
+    printed = capsys.readouterr()
+    assert code == 0, f"udarts {' '.join(command)} -> exit {code}\n{printed.err[-3000:]}"
+    return printed.out + printed.err
+
+
+def test_every_marked_recipe_has_a_test():
+    marked = {name: path.name for path in documents() for name in marked_blocks(path)}
+    assert {"demo", "own-data", "paper"} <= set(marked), marked  # the README's three recipes
+    missing = sorted(set(marked) - set(RECIPES))
+    assert not missing, f"marked recipes without a test: {missing} ({marked}); add one and list it in RECIPES"
+    for test in RECIPES.values():
+        file, name = test.split("::")
+        assert f"def {name}(" in (REPO / file).read_text(), test
+
+
+def test_recipe_commands_are_parsed_as_a_shell_would():
+    from markdown_recipes import commands
+
+    block = "udarts compare --root data --out runs/x \\\n  --models unet,fpn   # a comment\n\n# a comment line\nudarts eval 'a b.pt'\n"
+    assert commands(block) == [["compare", "--root", "data", "--out", "runs/x", "--models", "unet,fpn"], ["eval", "a b.pt"]]
+    with pytest.raises(ValueError, match="not a udarts command"):
+        commands("pip install -e .\n")
+
+
+# What the own-data recipe was measured to do, at the size the README shows (64x64, width 8) on
+# the dataset of the issue that asked for it (3 classes, 16 train and 8 val images), and at the
+# tiny size of this test: see the test's docstring.
+OWN_DATA_SHRINK = {
+    "search": ["--width", "4", "--image-size", "16x16", "--no-progress"],
+    "train": ["--width", "4", "--image-size", "16x16", "--epochs", "3", "--no-progress"],
+    "eval": ["--no-progress"],
+    "predict": ["--no-progress"],
+}
+
+
+def test_own_data_recipe_runs_and_its_search_settles(tmp_path, monkeypatch, capsys):
+    """The README's own-data recipe on a small generated folder dataset (3 classes, 16 train and 8
+    val images), at width 4 and 16x16 but with the config's search epochs and alpha steps as shipped.
+    Its search must end settled: no "weakly determined" warning, every cell below the warning's
+    entropy and above its top-1 margin."""
+    monkeypatch.chdir(tmp_path)
+    os.symlink(REPO / "configs", "configs")  # the README's commands run from the repository's root
+    write_folder_dataset(Path("mydata"), train=16, val=8, size=16)
+    steps = recipe("own-data")
+    assert [argv[0] for argv in steps] == ["search", "train", "eval", "predict", "export"]
+    printed = [run(argv, OWN_DATA_SHRINK, capsys) for argv in steps]
+    assert "weakly determined" not in printed[0], printed[0]
+    last = read_jsonl(Path("runs/mydata/search") / ALPHAS_LOG)[-1]["diagnostics"]
+    assert max(cell["entropy"] for cell in last.values()) < ENTROPY_WARNING, last
+    assert min(cell["min_margin"] for cell in last.values()) >= MARGIN_WARNING, last
+    shipped = yaml.safe_load((REPO / "configs/folder-cpu.yaml").read_text())
+    searched = yaml.safe_load(Path("runs/mydata/search") / CONFIG_FILE.read_text())["search"]
+    assert searched["epochs"] == shipped["search"]["epochs"] and searched["alpha_travel"] == shipped["search"]["alpha_travel"]
+    assert isinstance(shipped["train"]["epochs"], int)  # the recipe trains for a stated number of epochs, not the paper's 200
+    assert len(read_jsonl(Path("runs/mydata/train") / METRICS_LOG)) == 3  # the shrunk training ran its epochs
+    assert "mIoU" in printed[2]
+    assert len(list(Path("runs/mydata/predictions").glob("*"))) >= 8  # a mask and an overlay per val image
+    assert Path("runs/mydata/searchnet.onnx").stat().st_size > 0 and Path("runs/mydata/searchnet.onnx.json").is_file()
+
+
+PAPER_SHRINK = {
+    "search": ["--width", "2", "--image-size", "16x16", "--batch-size", "32", "--epochs", "2",
+               "--set", "search.warmup_epochs=1", "--no-progress"],
+    "compare": ["--width", "2", "--image-size", "32x32", "--batch-size", "32", "--epochs", "1", "--set", "model.flops_budget=null",
+                "--latency-repeats", "1", "--num-images", "1", "--no-progress"],
+}
+
+
+def test_paper_recipe_runs_on_the_real_datasets(tmp_path, shared_data, monkeypatch, capsys):
+    """The README's paper recipe (search on the Pets, compare there, transfer to CamVid) with the
+    real datasets as ``data/``, at width 2, 16x16 (search) and 32x32 (comparisons), one epoch."""
+    if not ((shared_data / "oxford-iiit-pet").is_dir() and (shared_data / "camvid").is_dir()):
+        pytest.skip(f"Oxford-IIIT Pet and CamVid not both found in {shared_data}")
+    monkeypatch.chdir(tmp_path)
+    os.symlink(REPO / "configs", "configs")  # the README's commands run from the repository's root
+    os.symlink(shared_data, "data")
+    steps = recipe("paper")
+    assert [argv[0] for argv in steps] == ["search", "compare", "compare"]
+    for argv in steps:
+        run(argv, PAPER_SHRINK, capsys)
+    assert Path("runs/paper/search/genotype.json").is_file()
+    for folder, rows in (("runs/paper/pets", 6), ("runs/paper/camvid", 2)):
+        table = Path(folder, "table.md").read_text()
+        assert "SEARCH-Net" in table and table.count("\n|") >= rows + 1, table
