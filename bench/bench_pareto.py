@@ -286,12 +286,7 @@ def hypervolume(points: list[tuple[float, float]], reference_ms: float) -> float
 
 
 def report(args: argparse.Namespace) -> None:
-    from udarts.complexity import (
-        count_flops,
-        count_parameters,
-        cpu_model,
-        measure_latencies,
-    )
+    from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latencies
     from udarts.latency.measure import time_modules, torch_threads
 
     out = args.out

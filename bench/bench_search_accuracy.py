@@ -40,12 +40,7 @@ from pathlib import Path
 import torch
 
 from udarts.app.compare import Statistic, measure_cost, read_run_result
-from udarts.app.trials import (
-    Trial,
-    TrialExecutor,
-    add_executor_arguments,
-    executor_settings,
-)
+from udarts.app.trials import Trial, TrialExecutor, add_executor_arguments, executor_settings
 from udarts.complexity import cpu_model
 from udarts.engine.layout import BEST_CHECKPOINT, GENOTYPE_FILE, METRICS_LOG
 from udarts.genotype import Genotype

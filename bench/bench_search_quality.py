@@ -56,21 +56,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_search_accuracy import Setting, describe, run_command, shown  # noqa: E402
 from udarts.app.compare import Statistic, measure_cost, read_run_result, run_finished  # noqa: E402
-from udarts.app.trials import (  # noqa: E402
-    Step,
-    Trial,
-    TrialExecutor,
-    add_executor_arguments,
-    executor_settings,
-)
+from udarts.app.trials import Step, Trial, TrialExecutor, add_executor_arguments, executor_settings  # noqa: E402
 from udarts.complexity import cpu_model  # noqa: E402
-from udarts.engine.layout import (  # noqa: E402
-    BEST_CHECKPOINT,
-    CONFIG_FILE,
-    GENOTYPE_FILE,
-    LAST_CHECKPOINT,
-    METRICS_LOG,
-)
+from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT, METRICS_LOG  # noqa: E402
 from udarts.genotype import Genotype  # noqa: E402
 from udarts.io import read_jsonl  # noqa: E402
 from udarts.viz.figures import save_figure  # noqa: E402

@@ -121,5 +121,5 @@ def test_demo_settings_are_valid_config_keys():
     from udarts.config import resolve
 
     config = resolve(None, [(DEMO_SETTINGS, "demo")])
-    assert config.model.width == 8
+    assert config.model.width == DEMO_SETTINGS["model"]["width"]
 

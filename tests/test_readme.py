@@ -16,7 +16,7 @@ import yaml
 
 from markdown_recipes import REPO, documents, marked_blocks, recipe, write_folder_dataset
 from udarts.cli import main
-from udarts.engine.layout import ALPHAS_LOG, CONFIG_FILE, METRICS_LOG
+from udarts.engine.layout import ALPHAS_LOG, CONFIG_FILE, GENOTYPE_FILE, METRICS_LOG
 from udarts.io import read_jsonl
 from udarts.search.diagnostics import ENTROPY_WARNING, MARGIN_WARNING
 
@@ -84,7 +84,7 @@ def test_own_data_recipe_runs_and_its_search_settles(tmp_path, monkeypatch, caps
     assert max(cell["entropy"] for cell in last.values()) < ENTROPY_WARNING, last
     assert min(cell["min_margin"] for cell in last.values()) >= MARGIN_WARNING, last
     shipped = yaml.safe_load((REPO / "configs/folder-cpu.yaml").read_text())
-    searched = yaml.safe_load(Path("runs/mydata/search") / CONFIG_FILE.read_text())["search"]
+    searched = yaml.safe_load((Path("runs/mydata/search") / CONFIG_FILE).read_text())["search"]
     assert searched["epochs"] == shipped["search"]["epochs"] and searched["alpha_travel"] == shipped["search"]["alpha_travel"]
     assert isinstance(shipped["train"]["epochs"], int)  # the recipe trains for a stated number of epochs, not the paper's 200
     assert len(read_jsonl(Path("runs/mydata/train") / METRICS_LOG)) == 3  # the shrunk training ran its epochs
@@ -113,7 +113,7 @@ def test_paper_recipe_runs_on_the_real_datasets(tmp_path, shared_data, monkeypat
     assert [argv[0] for argv in steps] == ["search", "compare", "compare"]
     for argv in steps:
         run(argv, PAPER_SHRINK, capsys)
-    assert Path("runs/paper/search/genotype.json").is_file()
+    assert (Path("runs/paper/search") / GENOTYPE_FILE).is_file()
     for folder, rows in (("runs/paper/pets", 6), ("runs/paper/camvid", 2)):
         table = Path(folder, "table.md").read_text()
         assert "SEARCH-Net" in table and table.count("\n|") >= rows + 1, table

@@ -20,12 +20,7 @@ from udarts.app.compare import checkpoint_epoch
 from udarts.app.trials import Trial, TrialError, TrialExecutor, run_trials
 from udarts.cli import main
 from udarts.config import ConfigError
-from udarts.engine.layout import (
-    GENOTYPE_FILE,
-    LAST_CHECKPOINT,
-    METRICS_LOG,
-    derived_genotype_name,
-)
+from udarts.engine.layout import GENOTYPE_FILE, LAST_CHECKPOINT, METRICS_LOG, derived_genotype_name
 
 TINY = ("--image-size", "16x16", "--batch-size", "4", "--width", "4", "--set", "data.num_samples=24",
         "--set", "model.num_nodes=2")

@@ -7,13 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from udarts.app.compare import (
-    ComparisonError,
-    Statistic,
-    config_differences,
-    format_statistic,
-    parse_entries,
-)
+from udarts.app.compare import ComparisonError, Statistic, config_differences, format_statistic, parse_entries
 from udarts.engine.layout import GENOTYPE_FILE
 from udarts.genotype import derive
 from udarts.space import all_edges, cell_slots, nodes_for_edges

@@ -15,14 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from udarts import __version__, experiment
-from udarts.config import (
-    Config,
-    ConfigError,
-    load_yaml,
-    parse_assignment,
-    resolve,
-    set_dotted,
-)
+from udarts.config import Config, ConfigError, load_yaml, parse_assignment, resolve, set_dotted
 from udarts.data.base import DatasetError
 from udarts.engine.layout import BEST_CHECKPOINT, GENOTYPE_FILE
 from udarts.genotype import GenotypeError

@@ -26,20 +26,8 @@ from typing import Any
 import torch
 
 from udarts.builders import (  # noqa: F401  (build_supernet, build_strategy: part of the API)
-    alpha_rate,
-    build_loader,
-    build_split,
-    build_strategy,
-    build_supernet,
-    check_u_input_size,
-    dataset_info,
-    fit_width_to_budget,
-    genotype_of,
-    model_spec,
-    resolve_device,
-    search_halves,
-    search_loop_parts,
-    search_meta,
+    alpha_rate, build_loader, build_split, build_strategy, build_supernet, check_u_input_size, dataset_info,
+    fit_width_to_budget, genotype_of, model_spec, resolve_device, search_halves, search_loop_parts, search_meta,
     seed_everything,
 )
 from udarts.checkpoints import load_trained  # noqa: F401  (part of the API)

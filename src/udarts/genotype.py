@@ -33,25 +33,12 @@ from torch import Tensor
 
 from udarts import __version__
 from udarts.genotype_format import (
-    GENOTYPE_FORMAT,
-    GENOTYPE_VERSION,
-    SOURCES_LEGEND,
-    GenotypeError,
-    check_genotype_data,
-    to_json,
+    GENOTYPE_FORMAT, GENOTYPE_VERSION, SOURCES_LEGEND, GenotypeError, check_genotype_data, to_json
 )
 from udarts.io import atomic_write_text
 from udarts.ops import IDENTITY_OP, NONE_OP, OpSettings
 from udarts.space import (
-    Edge,
-    EdgeGene,
-    all_edges,
-    cell_slots,
-    cell_state_key,
-    cell_tensors,
-    softmax_per_node,
-    spec_edges,
-    spec_ops,
+    Edge, EdgeGene, all_edges, cell_slots, cell_state_key, cell_tensors, softmax_per_node, spec_edges, spec_ops
 )
 
 

@@ -12,11 +12,7 @@ from udarts.cli import main
 from udarts.config import Config, ConfigError
 from udarts.engine.layout import LAST_CHECKPOINT, METRICS_LOG
 from udarts.latency.table import FIXED_PARTS, CellCosts, LatencyShape, LatencyTable
-from udarts.search.latency import (
-    LATENCY_TABLE_FILE,
-    ExpectedLatency,
-    LatencyTargetPenalty,
-)
+from udarts.search.latency import LATENCY_TABLE_FILE, ExpectedLatency, LatencyTargetPenalty
 from udarts.search.loop import Epoch, SearchContext
 from udarts.search.supernet import SuperNet, search_op_names
 from udarts.space import cell_slots

@@ -223,12 +223,7 @@ def report_search_run(path: Path) -> dict[str, Path]:
 
 def _diagnostics_section(path: Path, config: dict[str, Any], alphas: list[dict[str, Any]], written: dict[str, Path]) -> list[str]:
     """Plot the diagnostics of every logged epoch and return the summary's section for the last."""
-    from udarts.search.diagnostics import (
-        ENTROPY_WARNING,
-        MARGIN_WARNING,
-        diagnose_record,
-        genotype_warnings,
-    )
+    from udarts.search.diagnostics import ENTROPY_WARNING, MARGIN_WARNING, diagnose_record, genotype_warnings
     from udarts.viz.diagnostics import plot_diagnostics_history
 
     search = config.get("search", {})

@@ -47,14 +47,7 @@ from udarts.engine.layout import (
     TENSORBOARD_DIR,
 )
 from udarts.engine.lock import FolderLock, holder_of, is_locked
-from udarts.io import (
-    append_line,
-    atomic_write,
-    atomic_write_text,
-    read_json_lines,
-    read_jsonl,
-    writing,
-)
+from udarts.io import append_line, atomic_write, atomic_write_text, read_json_lines, read_jsonl, writing
 
 
 class CheckpointError(ValueError):

@@ -31,22 +31,12 @@ from tqdm.auto import tqdm
 from udarts.efficiency import to_device
 from udarts.engine.layout import ALPHAS_LOG, GENOTYPE_FILE
 from udarts.engine.runs import Run
-from udarts.engine.trainer import (
-    divergence_error,
-    divergence_problem,
-    epoch_seed,
-    seed_epoch,
-)
+from udarts.engine.trainer import divergence_error, divergence_problem, epoch_seed, seed_epoch
 from udarts.genotype import Genotype, derive
 from udarts.io import append_line, writing
 from udarts.metrics import ConfusionMatrix
 from udarts.search.darts import DartsStrategy
-from udarts.search.diagnostics import (
-    CellDiagnostics,
-    diagnose,
-    genotype_warnings,
-    print_warnings,
-)
+from udarts.search.diagnostics import CellDiagnostics, diagnose, genotype_warnings, print_warnings
 from udarts.search.loop import Batch, Epoch, SearchPart, collect_state
 from udarts.search.supernet import SuperNet
 
