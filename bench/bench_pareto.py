@@ -106,20 +106,16 @@ def plan(args: argparse.Namespace) -> None:
                                                    num_classes=NUM_CLASSES)
         print(f"width {width}: {'reused' if reused else 'measured'} {path}")
     genotypes = [sample_genotype(0, index, PAPER_OPS) for index in range(args.random)]
-
-    def fit(genotype, target: float) -> tuple[int | None, float | None]:
-        fitting = [(width, tables[width].predict_ms(genotype)) for width in args.widths
-                   if tables[width].predict_ms(genotype) <= target]
-        return max(fitting) if fitting else (None, None)
+    predicted = [{width: tables[width].predict_ms(genotype) for width in args.widths} for genotype in genotypes]
+    medians = {width: statistics.median(by_width[width] for by_width in predicted) for width in args.widths}
 
     plan_targets = []
     for target in targets:
         random_fits = []
-        for index, genotype in enumerate(genotypes):
-            width, predicted = fit(genotype, target)
-            random_fits.append({"index": index, "width": width, "predicted_ms": predicted})
+        for index, by_width in enumerate(predicted):
+            width, milliseconds = largest_fit(by_width, target)
+            random_fits.append({"index": index, "width": width, "predicted_ms": milliseconds})
         # the width where the median random genotype is predicted at target / slack
-        medians = {width: statistics.median(tables[width].predict_ms(g) for g in genotypes) for width in args.widths}
         search_width = min(args.widths, key=lambda width: abs(medians[width] - target / args.slack))
         plan_targets.append({"target_ms": target, "search_width": search_width,
                              "table": str((out / "tables" / f"eager-w{search_width}.json").relative_to(out)),
@@ -160,9 +156,14 @@ def searched_width(out: Path, genotype_path: Path, target: float, widths: list[i
     from udarts.latency import LatencyTable
 
     genotype = Genotype.load(genotype_path)
-    fitting = [width for width in widths
-               if LatencyTable.load(out / "tables" / f"eager-w{width}.json").predict_ms(genotype) <= target]
-    return max(fitting) if fitting else None
+    predicted = {width: LatencyTable.load(out / "tables" / f"eager-w{width}.json").predict_ms(genotype) for width in widths}
+    return largest_fit(predicted, target)[0]
+
+
+def largest_fit(predicted: dict[int, float], target: float) -> tuple[int | None, float | None]:
+    """``(width, ms)``: the largest width whose predicted ms fit ``target``; ``(None, None)`` when none does."""
+    fitting = [(width, milliseconds) for width, milliseconds in predicted.items() if milliseconds <= target]
+    return max(fitting) if fitting else (None, None)
 
 
 def run(args: argparse.Namespace) -> None:
