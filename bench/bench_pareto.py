@@ -23,6 +23,10 @@ Three steps, each resumable (every output is a file in OUT; a finished step is r
    ``udarts.app.trials`` (``--jobs`` local processes, or ``--backend ray``), a search's trainings
    submitted as it ends; ``--deadline`` seconds ends the running trials in time for a partial report
    (their folders resume on a re-run).
+``scores`` prints the scores of every training folder in OUT grouped by name (``NAME-seedN``), mean
++- std over seeds, without timing anything: for trainings run outside ``run`` (for example the
+searched genotypes retrained on a CPU with the same flags), beside a report.
+
 3. ``report`` (on the target device): every trained network timed side by side (eager, one thread;
    onnxruntime as a second column), the table, the searched genotype's percentile among the random
    ones at each target, each front's hypervolume, and the picture (mIoU against ms, log scale).
@@ -79,7 +83,7 @@ def plan(args: argparse.Namespace) -> None:
     from udarts.app.latency import make_latency_table
     from udarts.complexity import cpu_model, measure_latencies
     from udarts.config import resolve
-    from udarts.latency.measure import torch_threads
+    from udarts.efficiency import torch_threads
     from udarts.models import build_model
     from udarts.ops import PAPER_OPS
     from udarts.random_genotypes import sample_genotype
@@ -288,7 +292,8 @@ def hypervolume(points: list[tuple[float, float]], reference_ms: float) -> float
 
 def report(args: argparse.Namespace) -> None:
     from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latencies
-    from udarts.latency.measure import time_modules, torch_threads
+    from udarts.efficiency import torch_threads
+    from udarts.latency.measure import time_modules
 
     out = args.out
     data = json.loads((out / "plan.json").read_text())
@@ -471,13 +476,37 @@ def plot(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, An
     figure.savefig(path, dpi=130)
 
 
+def scores_table(args: argparse.Namespace) -> None:
+    """The held-out (best.pt and last epoch) and val mIoU of OUT's training folders, per group of seeds."""
+    groups: dict[str, list[dict[str, float]]] = {}
+    for folder in sorted(path for path in args.out.iterdir() if (path / METRICS_LOG).is_file()):
+        score = scores(folder)
+        if score is not None and (args.partial or score["epochs"] == score["of"]):
+            groups.setdefault(folder.name.rsplit("-seed", 1)[0], []).append(score)
+
+    def cell(items: list[dict[str, float]], key: str) -> str:
+        values = [item[key] for item in items if item[key] is not None]
+        if not values:
+            return "n/a"
+        mean, std = _mean_std(values)
+        return f"{mean:.2f} +- {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+    print("| network | seeds | epochs | held-out mIoU (best.pt) | held-out (last) | val mIoU | train min |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, items in groups.items():
+        epochs = ", ".join(sorted({f"{item['epochs']}/{item['of']}" if item["epochs"] != item["of"] else str(item["of"])
+                                   for item in items}))
+        print(f"| {name} | {len(items)} | {epochs} | {cell(items, 'holdout_best')} | {cell(items, 'holdout_last')} "
+              f"| {cell(items, 'val')} | {statistics.fmean(item['train_minutes'] for item in items):.1f} |")
+
+
 # ---- main ----------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("plan", "run", "report"))
-    parser.add_argument("--root", required=True, type=Path, help="CamVid root (SegNet layout)")
+    parser.add_argument("step", choices=("plan", "run", "report", "scores"))
+    parser.add_argument("--root", type=Path, help="CamVid root (SegNet layout); plan, run and report")
     parser.add_argument("--out", required=True, type=Path, help="the benchmark's folder (reused on a re-run)")
     parser.add_argument("--holdout", default="0006R0", help="training sequence held out: the selection split")
     parser.add_argument("--target-models", default="lraspp_mobilenet_v3_large,unet_mobilenet_v2,unet_resnet18",
@@ -502,10 +531,15 @@ def main() -> None:
                         "trials stop (they resume on the next run)")
     add_executor_arguments(parser, cpus_default=1)
     parser.add_argument("--plot", type=Path, help="report: the picture's path")
-    parser.add_argument("--partial", action="store_true", help="report: also runs stopped before their last epoch, "
+    parser.add_argument("--partial", action="store_true", help="report, scores: also runs stopped before their last epoch, "
                         "marked with the epochs they trained")
     parser.add_argument("--json", type=Path, help="report: also write the numbers here")
     args = parser.parse_args()
+    if args.step == "scores":
+        scores_table(args)
+        return
+    if args.root is None:
+        parser.error(f"{args.step} needs --root (the CamVid root)")
     low, _, high = args.widths.partition("-")
     args.widths = list(range(int(low), int(high or low) + 1))
     args.search_seeds = [int(seed) for seed in args.search_seeds.split(",")]

@@ -35,16 +35,22 @@ def marked_blocks(path: Path) -> dict[str, str]:
 
 def commands(block: str) -> list[list[str]]:
     """The block's commands as argument lists: continuation lines joined, comments and blank
-    lines dropped. Every command must be a ``udarts`` command (the tests run them in-process)."""
+    lines dropped. A ``udarts`` command comes without its first word (the tests run it
+    in-process); a ``torchrun ... -m udarts.cli ...`` launch comes whole (a test starts it as a
+    process). Any other command is an error."""
     joined = re.sub(r"\\\n\s*", " ", block)
     argvs = []
     for line in joined.splitlines():
         words = shlex.split(line, comments=True)
         if not words:
             continue
-        if words[0] != "udarts":
-            raise ValueError(f"not a udarts command, which the recipe tests cannot run: {line!r}")
-        argvs.append(words[1:])
+        if words[0] == "udarts":
+            argvs.append(words[1:])
+        elif words[0] == "torchrun" and words[words.index("-m") + 1 if "-m" in words else 0] == "udarts.cli":
+            argvs.append(words)
+        else:
+            raise ValueError(f"neither a udarts command nor a torchrun launch of udarts.cli, which the recipe "
+                             f"tests cannot run: {line!r}")
     return argvs
 
 
@@ -83,4 +89,32 @@ def write_folder_dataset(root: Path, train: int = 16, val: int = 8, size: int = 
             pixels = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()  # (H, W, 3)
             Image.fromarray(pixels).save(root / split / "images" / f"{split}{index:03d}.png")
             Image.fromarray(mask.numpy().astype(np.uint8), mode="L").save(root / split / "masks" / f"{split}{index:03d}.png")
+    return root
+
+
+def write_camvid_like(root: Path, train: int = 12, val: int = 4, size: tuple[int, int] = (32, 32), seed: int = 0) -> Path:
+    """A tiny dataset in CamVid's SegNet layout (``train``, ``trainannot``, ``val``, ``valannot``
+    and their lists): random RGB frames, masks of the 11 classes in horizontal bands with a void
+    (11) border; half the training frames belong to sequence 0006R0 (the held-out one of the shipped
+    configs), the others to 0001TP, the val frames to 0016E5."""
+    import numpy as np
+    from PIL import Image
+
+    generator = np.random.default_rng(seed)
+    height, width = size
+    for split, count in (("train", train), ("val", val)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
+        lines = []
+        for index in range(count):
+            sequence = "0016E5" if split == "val" else ("0006R0" if index % 2 else "0001TP")
+            name = f"{sequence}_{index:05d}.png"
+            pixels = generator.integers(0, 256, (height, width, 3), dtype=np.uint8)  # (H, W, 3)
+            bands = generator.integers(0, 11, height // 4 + 1)
+            mask = np.repeat(bands, 4)[:height, None].repeat(width, axis=1).astype(np.uint8)  # (H, W), classes 0-10
+            mask[0, :] = mask[-1, :] = 11  # void border
+            Image.fromarray(pixels).save(root / split / name)
+            Image.fromarray(mask).save(root / f"{split}annot" / name)
+            lines.append(f"{split}/{name} {split}annot/{name}")
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return root

@@ -39,3 +39,25 @@ def test_summary_places_the_searched_genotype_among_the_random_ones_and_the_slow
     assert entry["percentile"] == 75  # above 3 of the 4 random genotypes
     # the MobileNetV2 UNet is at least as slow and beaten by more than the spread; LR-ASPP is faster, not compared
     assert entry["beats_baselines_at_least_as_slow"] == {"unet_mobilenet_v2": True}
+
+
+def test_scores_groups_seeds_and_marks_unfinished_runs(tmp_path, capsys):
+    import argparse
+    import json
+
+    import yaml
+
+    for name, mious in (("searched-t1-seed0", [0.30, 0.32]), ("searched-t1-seed1", [0.31, 0.30]),
+                        ("unet-seed0", [0.20])):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(yaml.safe_dump({"train": {"epochs": 2}}))
+        (folder / "metrics.jsonl").write_text("".join(json.dumps({"epoch": epoch, "val_miou": miou, "seconds": 60.0}) + "\n"
+                                                      for epoch, miou in enumerate(mious, 1)))
+    (tmp_path / "searched-t1-seed0" / bench_pareto.EVAL_VAL).write_text(json.dumps({"miou": 0.5}))
+    bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=False))
+    printed = capsys.readouterr().out
+    assert "| searched-t1 | 2 | 2 | 31.50 +- 0.71 | 31.00 +- 1.41 | 50.00 | 2.0 |" in printed, printed
+    assert "unet" not in printed  # one epoch of two: left out without --partial
+    bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=True))
+    assert "| unet | 1 | 1/2 | 20.00 | 20.00 | n/a | 1.0 |" in capsys.readouterr().out

@@ -9,12 +9,14 @@ of ``SHRINK`` appended, which make it tiny: later flags win, so everything else 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from markdown_recipes import REPO, documents, marked_blocks, recipe, write_folder_dataset
+from markdown_recipes import REPO, documents, marked_blocks, recipe, write_camvid_like, write_folder_dataset
 from udarts.cli import main
 from udarts.engine.layout import ALPHAS_LOG, CONFIG_FILE, GENOTYPE_FILE, METRICS_LOG
 from udarts.io import read_jsonl
@@ -26,6 +28,8 @@ RECIPES = {
     "demo": "tests/test_demo.py::test_demo_runs_as_the_readme_shows_and_settles",
     "own-data": "tests/test_readme.py::test_own_data_recipe_runs_and_its_search_settles",
     "paper": "tests/test_readme.py::test_paper_recipe_runs_on_the_real_datasets",
+    "latency": "tests/test_readme.py::test_latency_recipe_runs",
+    "scale-out": "tests/test_readme.py::test_scale_out_recipe_runs_on_two_processes_and_a_local_ray",
 }
 
 
@@ -53,8 +57,11 @@ def test_recipe_commands_are_parsed_as_a_shell_would():
 
     block = "udarts compare --root data --out runs/x \\\n  --models unet,fpn   # a comment\n\n# a comment line\nudarts eval 'a b.pt'\n"
     assert commands(block) == [["compare", "--root", "data", "--out", "runs/x", "--models", "unet,fpn"], ["eval", "a b.pt"]]
-    with pytest.raises(ValueError, match="not a udarts command"):
-        commands("pip install -e .\n")
+    assert commands("torchrun --nproc_per_node 2 -m udarts.cli search --root data\n") == \
+        [["torchrun", "--nproc_per_node", "2", "-m", "udarts.cli", "search", "--root", "data"]]
+    for line in ("pip install -e .\n", "torchrun --nproc_per_node 2 train.py\n"):
+        with pytest.raises(ValueError, match="neither a udarts command nor a torchrun launch"):
+            commands(line)
 
 
 # What the own-data recipe was measured to do, at the size the README shows (64x64, width 8) on
@@ -117,3 +124,64 @@ def test_paper_recipe_runs_on_the_real_datasets(tmp_path, shared_data, monkeypat
     for folder, rows in (("runs/paper/pets", 6), ("runs/paper/camvid", 2)):
         table = Path(folder, "table.md").read_text()
         assert "SEARCH-Net" in table and table.count("\n|") >= rows + 1, table
+
+
+LATENCY_SHRINK = {
+    "latency-table": ["--width", "2", "--image-size", "32x32", "--calibrate", "2", "--no-progress"],
+    "search": ["--width", "2", "--image-size", "16x16", "--batch-size", "4", "--epochs", "2",
+               "--set", "search.warmup_epochs=1", "--no-progress"],
+    # the budget as written (22 ms) would fit a wide network; a tiny FLOPs budget keeps it tiny
+    "train": ["--image-size", "32x32", "--batch-size", "4", "--epochs", "1", "--flops-budget", "0.01",
+              "--latency-budget", "1000", "--no-progress"],
+    "predict": ["--no-progress"],
+}
+
+
+@pytest.mark.slow
+def test_latency_recipe_runs(tmp_path, monkeypatch, capsys):
+    """The README's latency-budget recipe (table -> search with a target -> retrain at the budget ->
+    ONNX export -> predict with onnxruntime) on a generated CamVid-like dataset as ``data/camvid``,
+    at width 2 and 16x16 / 32x32, one or two epochs."""
+    monkeypatch.chdir(tmp_path)
+    os.symlink(REPO / "configs", "configs")
+    write_camvid_like(Path("data/camvid"), train=24, val=4)
+    steps = recipe("latency")
+    assert [argv[0] for argv in steps] == ["latency-table", "search", "train", "export", "predict"]
+    printed = [run(argv, LATENCY_SHRINK, capsys) for argv in steps]
+    search_dir = Path(steps[1][steps[1].index("--out") + 1])
+    assert "latency" in (search_dir / METRICS_LOG).read_text()  # the expected latency logged every epoch
+    assert "predicted" in printed[1] and "ms" in printed[1], printed[1][-2000:]  # the derived genotype beside the target
+    onnx = Path(steps[3][steps[3].index("--out") + 1])
+    assert onnx.stat().st_size > 0
+    predictions = Path(steps[4][steps[4].index("--out") + 1])
+    assert len(list(predictions.glob("*.png"))) >= 4  # a mask per val image at least
+
+
+@pytest.mark.slow
+def test_scale_out_recipe_runs_on_two_processes_and_a_local_ray(tmp_path, monkeypatch, capsys):
+    """The README's scale-out block: the ``torchrun`` search launched on two CPU processes (gloo)
+    on synthetic data, then the Ray ``compare`` against a local Ray started here (what ``--address
+    auto`` joins), each at a tiny size."""
+    ray = pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[ray]")')
+    monkeypatch.chdir(tmp_path)
+    os.symlink(REPO / "configs", "configs")
+    write_camvid_like(Path("data/camvid"), train=8, val=2)
+    launch, compare = recipe("scale-out")
+    assert launch[0] == "torchrun" and compare[0] == "compare"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", *launch[1:]]
+    launch[launch.index("--nproc_per_node") + 1] = "2"
+    launch += ["--data", "synthetic", "--width", "2", "--image-size", "16x16", "--batch-size", "4", "--epochs", "1",
+               "--set", "search.warmup_epochs=0", "--set", "data.num_samples=16", "--set", "data.num_workers=0",
+               "--set", "model.num_nodes=2", "--device", "cpu", "--out", "runs/search", "--no-progress"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    finished = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=environment)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert (Path("runs/search") / GENOTYPE_FILE).is_file()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run(compare, {"compare": ["--width", "2", "--image-size", "16x16", "--batch-size", "4", "--epochs", "1",
+                                  "--set", "model.flops_budget=null", "--latency-repeats", "1", "--num-images", "0", "--cpus-per-trial", "1",
+                                  "--no-progress"]}, capsys)
+    finally:
+        ray.shutdown()
+    assert (Path(compare[compare.index("--out") + 1]) / "table.md").is_file()

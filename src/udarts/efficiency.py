@@ -15,7 +15,7 @@ memory format and ``torch.compile``. Activation checkpointing lives with the cel
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
+from typing import ContextManager, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -59,3 +59,17 @@ def compile_model(model: nn.Module, backend: str = "inductor", mode: str | None 
     """``torch.compile`` the module's forward in place (parameters and state-dict keys unchanged)."""
     model.compile(backend=backend, mode=mode)
     return model
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run torch with ``threads`` intra-op threads for the duration, then restore the setting."""
+    before = torch.get_num_threads()
+    if threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -81,6 +81,19 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
+def search_until_settled(config: Config, folder: Path, extra_epochs: int = DEMO_SETTLE_EPOCHS) -> Any:
+    """Search in ``folder``, then resume it one epoch at a time, at most ``extra_epochs`` times,
+    while a cell of its last epoch is weakly determined; returns the last search's result."""
+    searched = experiment.run_search(config, folder)
+    epochs = config.search.epochs
+    while epochs < config.search.epochs + extra_epochs and (unsettled := unsettled_cells(folder, config)):
+        epochs += 1
+        print(f"not settled yet ({unsettled[0].split(':')[0]}): one more search epoch, {epochs} in all")
+        resumed = experiment.resumed_config(folder, "search", [({"search": {"epochs": epochs}}, "demo")])
+        searched = experiment.run_search(resumed, resume=folder)
+    return searched
+
+
 def run_demo(config: Config, out: str | Path | None = None) -> dict[str, Any]:
     """The whole pipeline in ``out`` (``search/``, ``train/``, ``eval.json``); returns the val metrics."""
     from udarts.app.report import report_search_run, report_train_run
@@ -97,13 +110,7 @@ def run_demo(config: Config, out: str | Path | None = None) -> dict[str, Any]:
           f"{format_duration(step * DEMO_COST_IN_SEARCH_STEPS)} on this machine "
           f"(a little more if its search needs extra epochs to settle)")
     print(f"[1/5] search (width {config.model.width}, {config.search.epochs} epochs)")
-    searched = experiment.run_search(config, root / "search")
-    epochs = config.search.epochs
-    while epochs < config.search.epochs + DEMO_SETTLE_EPOCHS and (unsettled := unsettled_cells(root / "search", config)):
-        epochs += 1
-        print(f"not settled yet ({unsettled[0].split(':')[0]}): one more search epoch, {epochs} in all")
-        resumed = experiment.resumed_config(root / "search", "search", [({"search": {"epochs": epochs}}, "demo")])
-        searched = experiment.run_search(resumed, resume=root / "search")
+    searched = search_until_settled(config, root / "search")
     print("[2/5] derive: the genotype's first cell")
     print(Genotype.load(searched.genotype_path).to_dict()["cells"][0])
     print(f"[3/5] retrain SEARCH-Net from {searched.genotype_path} ({config.train.epochs} epochs)")

@@ -33,8 +33,7 @@ def shape_of(config: Config, num_classes: int | None = None) -> LatencyShape:
     check_u_input_size(config)
     if num_classes is None:
         num_classes = len(build_split(config, "train", augment=False).class_names)
-    return LatencyShape(tuple(config.data.image_size), config.model.width, num_classes, config.model.num_nodes,
-                        config.model.expand_ratio, config.model.se_ratio)
+    return LatencyShape.of_config(config, num_classes)
 
 
 def _bar(description: str, progress: bool):

@@ -19,10 +19,9 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, NamedTuple, Sequence
+from typing import ContextManager, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from torch import Tensor
 
 from udarts.data.base import DatasetError
 from udarts.data.transforms import build_transform, resize_pair
+from udarts.efficiency import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +82,7 @@ class _BadSampleFound(Exception):
         self.reason = reason
 
 
-@contextmanager
-def single_threaded_torch() -> Iterator[None]:
+def single_threaded_torch() -> ContextManager[None]:
     """Run torch ops on one intra-op thread for the duration (then restore the setting).
 
     Per-sample resizes are far too small to gain from OpenMP, and on a busy 2-core machine
@@ -91,15 +90,7 @@ def single_threaded_torch() -> Iterator[None]:
     every barrier). DataLoader workers already run single-threaded; this makes loading in the
     main process (``num_workers=0``) and the construction scan behave the same.
     """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return torch_threads(1)
 
 
 def generated_palette(num_colours: int) -> Palette:

@@ -15,7 +15,6 @@ whole networks).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import math
 import platform
@@ -24,7 +23,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ from torch import Tensor, nn
 
 from udarts import __version__
 from udarts.complexity import cpu_model
+from udarts.efficiency import torch_threads
 from udarts.genotype import Genotype
 from udarts.latency.table import FIXED_PARTS, RUNTIMES, CellCosts, LatencyShape, LatencyTable, LatencyTableError
 from udarts.models import build_searchnet
@@ -58,17 +58,6 @@ class NodeSum(nn.Module):
 
     def forward(self, first: Tensor, second: Tensor) -> Tensor:
         return first + second
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run torch with ``threads`` intra-op threads for the duration, then restore the setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def check_runtime(runtime: str) -> None:

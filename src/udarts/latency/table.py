@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from udarts.config import Config
 from udarts.genotype import Genotype
 from udarts.io import atomic_write_text
 from udarts.ops import NONE_OP
@@ -63,6 +64,12 @@ class LatencyShape:
         if self.width < 1 or self.num_classes < 1 or self.num_nodes < 1:
             raise LatencyTableError(f"width, classes and nodes must be >= 1, got {self.width}, {self.num_classes}, "
                                     f"{self.num_nodes}")
+
+    @classmethod
+    def of_config(cls, config: Config, num_classes: int) -> LatencyShape:
+        """The SEARCH-Net a config describes (its image size, width, nodes and op settings)."""
+        return cls(tuple(config.data.image_size), config.model.width, num_classes, config.model.num_nodes,
+                   config.model.expand_ratio, config.model.se_ratio)
 
     def to_dict(self) -> dict[str, Any]:
         return {"image_size": list(self.image_size), "width": self.width, "num_classes": self.num_classes,

@@ -146,8 +146,7 @@ def table_for_search(config: Config, model: Any, run_dir: str | Path | None = No
             return LatencyTable.load(Path(run_dir) / LATENCY_TABLE_FILE)
         if config.search.latency_table is not None:
             return LatencyTable.load(config.search.latency_table)
-        shape = LatencyShape(tuple(config.data.image_size), config.model.width, model.num_classes,
-                             config.model.num_nodes, config.model.expand_ratio, config.model.se_ratio)
+        shape = LatencyShape.of_config(config, model.num_classes)
     except LatencyTableError as error:
         raise ConfigError(f"search.latency_table: {error}") from None
     print(f"timing a latency table on this machine ({shape.describe()}, eager, 1 thread) ...")
