@@ -491,7 +491,7 @@ def scores_table(args: argparse.Namespace) -> None:
         mean, std = _mean_std(values)
         return f"{mean:.2f} +- {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
 
-    print("| network | seeds | epochs | held-out mIoU (best.pt) | held-out (last) | val mIoU | train min |")
+    print(f"| network | seeds | epochs | held-out mIoU ({BEST_CHECKPOINT}) | held-out (last) | val mIoU | train min |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, items in groups.items():
         epochs = ", ".join(sorted({f"{item['epochs']}/{item['of']}" if item["epochs"] != item["of"] else str(item["of"])

@@ -2,8 +2,16 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+# One torch thread for the suite and the processes it starts: its inputs are tiny, so a second
+# thread gains nothing, and on a 2-core machine with another job running two threads wait for each
+# other at every small op (the quick suite took 12 minutes instead of 3 there). Tests that are
+# about threads set them themselves.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

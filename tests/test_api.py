@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from udarts.engine.layout import BEST_CHECKPOINT, GENOTYPE_FILE
 
 USAGE = Path(__file__).resolve().parents[1] / "docs" / "usage.md"
@@ -14,6 +16,7 @@ def api_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_the_usage_page_python_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(api_example(), "docs/usage.md (Python API)", "exec"), {})

@@ -75,6 +75,7 @@ def test_accuracy_settings_parse_into_config_overrides():
         accuracy.Setting.parse("gdas:flops_penalty")
 
 
+@pytest.mark.slow
 def test_accuracy_bench_searches_retrains_reports_and_reuses_finished_runs(tmp_path):
     import subprocess
 
@@ -96,6 +97,7 @@ def test_accuracy_bench_searches_retrains_reports_and_reuses_finished_runs(tmp_p
     assert "done in" not in again.stderr  # both runs reused
 
 
+@pytest.mark.slow
 def test_search_quality_bench_runs_every_candidate_and_reports_against_random(tmp_path, shared_data, monkeypatch, capsys):
     """End to end on CamVid at a tiny size: 1 search (derived twice: as searched, and with an identity
     cap of 0 and DARTS-PT's selection, which derives from the same search again), 2 random genotypes and the classic UNet, each
@@ -187,6 +189,7 @@ def test_quality_bench_splits_the_random_spread_into_retraining_noise_and_genoty
     assert alone == pytest.approx(math.sqrt(statistics.variance([26.0, 27.0, 25.0, 26.0]) * (1 / 4 + 1)))
 
 
+@pytest.mark.slow
 def test_protocol_bench_trains_scores_and_reuses(tmp_path, shared_data, monkeypatch, capsys):
     """SEARCH-Net against the UNet on CamVid at a tiny size, 2 seeds each: held-out best and last
     epoch, val of best.pt, costs; a re-run trains nothing."""

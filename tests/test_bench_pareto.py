@@ -47,12 +47,14 @@ def test_scores_groups_seeds_and_marks_unfinished_runs(tmp_path, capsys):
 
     import yaml
 
+    from udarts.engine.layout import CONFIG_FILE, METRICS_LOG
+
     for name, mious in (("searched-t1-seed0", [0.30, 0.32]), ("searched-t1-seed1", [0.31, 0.30]),
                         ("unet-seed0", [0.20])):
         folder = tmp_path / name
         folder.mkdir()
-        (folder / "config.yaml").write_text(yaml.safe_dump({"train": {"epochs": 2}}))
-        (folder / "metrics.jsonl").write_text("".join(json.dumps({"epoch": epoch, "val_miou": miou, "seconds": 60.0}) + "\n"
+        (folder / CONFIG_FILE).write_text(yaml.safe_dump({"train": {"epochs": 2}}))
+        (folder / METRICS_LOG).write_text("".join(json.dumps({"epoch": epoch, "val_miou": miou, "seconds": 60.0}) + "\n"
                                                       for epoch, miou in enumerate(mious, 1)))
     (tmp_path / "searched-t1-seed0" / bench_pareto.EVAL_VAL).write_text(json.dumps({"miou": 0.5}))
     bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=False))

@@ -34,6 +34,7 @@ def demo_run(tmp_path_factory) -> tuple[Path, str]:
     return out, printed.getvalue()
 
 
+@pytest.mark.slow
 def test_demo_runs_as_the_readme_shows_and_settles(demo_run):
     out, printed = demo_run
     assert "weakly determined" not in printed, printed
@@ -46,6 +47,7 @@ def test_demo_runs_as_the_readme_shows_and_settles(demo_run):
     assert min(margins.values()) >= MARGIN_WARNING, margins  # no kept op in a near-tie
 
 
+@pytest.mark.slow
 def test_demo_retrains_evaluates_and_says_where_its_reports_are(demo_run):
     out, printed = demo_run
     metrics = json.loads((out / "eval.json").read_text())

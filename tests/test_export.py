@@ -83,6 +83,7 @@ def _batch(frames, size):
     return torch.stack([eval_transform(size)(frame)[0] for frame in frames])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(SPECS))
 def test_onnx_matches_pytorch_on_camvid_frames_at_two_sizes(name, camvid_frames, tmp_path):
     model = _model(name)
@@ -100,6 +101,7 @@ def test_onnx_matches_pytorch_on_camvid_frames_at_two_sizes(name, camvid_frames,
         assert (logits.argmax(1) == reference.argmax(1)).float().mean().item() >= 0.9999, size
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt, name", [("torchscript", "searchnet"), ("exported-program", "setr"), ("torchscript", "deeplabv3")])
 def test_torch_formats_match_pytorch_at_two_sizes(fmt, name, camvid_frames, tmp_path):
     model = _model(name)
@@ -137,6 +139,7 @@ def _synthetic_checkpoint(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_cli_export_then_eval_and_predict_give_the_checkpoints_outputs(tmp_path, capsys):
     checkpoint = _synthetic_checkpoint(tmp_path)
     onnx_file = tmp_path / "net.onnx"

@@ -37,6 +37,7 @@ def test_dry_run_prints_every_row_and_the_budget_without_touching_a_device(gpu_c
     assert not (tmp_path / "out").exists() and not torch.cuda.is_initialized()
 
 
+@pytest.mark.slow
 def test_cpu_smoke_run_writes_every_row(gpu_check, tmp_path):
     assert gpu_check.main([*TINY, "--out", str(tmp_path)]) == 0
     document, table = outputs(tmp_path)

@@ -134,6 +134,7 @@ def test_the_edge_mask_removes_a_whole_partial_channel_edge():
         cell.set_edge_mask(torch.ones(3, dtype=torch.bool))
 
 
+@pytest.mark.slow
 def test_derive_with_perturbation_selection_from_the_command_line(tmp_path, capsys, tiny_pc_darts_search, tiny_search_flags):
     search_dir = tiny_pc_darts_search
     assert main(["derive", str(search_dir), "--selection", "perturbation", "--batches", "1", "--no-progress"]) == 0

@@ -56,6 +56,7 @@ def test_top_k_one_draws_keep_every_cell_input_read():
             assert {source for _, source in cell.edges()} >= set(range(cell.num_inputs))
 
 
+@pytest.mark.slow
 def test_flops_budget_is_never_exceeded_and_the_width_is_the_largest_that_fits():
     drawn = sample_genotypes(4, 0, OPS, flops_budget=0.05, width=4, image_size=(32, 32), num_classes=3)
     assert all(gflops <= 0.05 for _, gflops in drawn)

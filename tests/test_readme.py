@@ -75,6 +75,7 @@ OWN_DATA_SHRINK = {
 }
 
 
+@pytest.mark.slow
 def test_own_data_recipe_runs_and_its_search_settles(tmp_path, monkeypatch, capsys):
     """The README's own-data recipe on a small generated folder dataset (3 classes, 16 train and 8
     val images), at width 4 and 16x16 but with the config's search epochs and alpha steps as shipped.
@@ -108,6 +109,7 @@ PAPER_SHRINK = {
 }
 
 
+@pytest.mark.slow
 def test_paper_recipe_runs_on_the_real_datasets(tmp_path, shared_data, monkeypatch, capsys):
     """The README's paper recipe (search on the Pets, compare there, transfer to CamVid) with the
     real datasets as ``data/``, at width 2, 16x16 (search) and 32x32 (comparisons), one epoch."""

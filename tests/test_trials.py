@@ -63,6 +63,7 @@ def kill_at_first_checkpoint(trial: Trial, which: str, timeout_s: float = 600) -
     return killed
 
 
+@pytest.mark.slow
 def test_local_trials_run_at_once_and_a_second_call_reuses_them(tmp_path):
     lines = []
     trials = [unet_trial(tmp_path / f"unet-s{seed}", epochs=1, seed=seed, name=f"unet seed {seed}") for seed in (0, 1)]
@@ -84,6 +85,7 @@ def test_local_trials_run_at_once_and_a_second_call_reuses_them(tmp_path):
     assert {trial.run_dir: (trial.run_dir / LAST_CHECKPOINT).stat().st_mtime_ns for trial in trials} == stamps
 
 
+@pytest.mark.slow
 def test_a_killed_local_trial_is_retried_and_resumes_from_its_checkpoint(tmp_path):
     trial = long_trial(tmp_path / "unet")
     killed = kill_at_first_checkpoint(trial, "pid")
@@ -99,6 +101,7 @@ def test_a_killed_local_trial_is_retried_and_resumes_from_its_checkpoint(tmp_pat
     assert checkpoint_epoch(trial.run_dir) == 4
 
 
+@pytest.mark.slow
 def test_a_trial_that_fails_on_its_own_is_not_retried_and_names_its_log(tmp_path):
     failing = Trial("bad", "train", tmp_path / "bad", flags=(*UNET, "--set", "train.epochs=0"))
     good = unet_trial(tmp_path / "good", epochs=1)
@@ -141,6 +144,7 @@ def test_compare_takes_a_folder_of_genotypes(tmp_path):
     assert [entry.genotype for entry in parse_entries([], [str(tmp_path / "search")])] == [str(tmp_path / "search" / GENOTYPE_FILE)]
 
 
+@pytest.mark.slow
 def test_a_second_writer_of_a_trials_run_folder_is_refused(tmp_path):
     trial = long_trial(tmp_path / "unet")
     with TrialExecutor(progress=False, log=lambda line: None) as executor:
@@ -171,6 +175,7 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_a_ray_trial_whose_worker_dies_is_retried_and_resumes(ray_cluster, tmp_path):
     trial = long_trial(tmp_path / "unet")
     killed = kill_at_first_checkpoint(trial, "worker pid")  # the Ray worker process that runs the trial
@@ -187,6 +192,7 @@ def test_a_ray_trial_whose_worker_dies_is_retried_and_resumes(ray_cluster, tmp_p
     assert epochs_logged(trial.run_dir) == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_compare_on_ray_makes_the_same_table_as_the_local_backend(ray_cluster, tmp_path):
     genotypes = tmp_path / "random"
     assert main(["sample", "--num", "1", "--seed", "0", "--out", str(genotypes), "--set", "model.num_nodes=2"]) == 0

@@ -114,6 +114,7 @@ def test_training_step_updates_every_parameter(name, factory):
     assert changed > 0.9 * len(before)
 
 
+@pytest.mark.slow
 @parametrize_models
 def test_loss_falls_when_fitting_one_batch(name, factory):
     torch.manual_seed(0)
@@ -159,6 +160,7 @@ def paper_model(name: str) -> nn.Module:
     return factory(in_channels=3, num_classes=NUM_CLASSES, scale="paper").eval()
 
 
+@pytest.mark.slow
 @parametrize_models
 def test_paper_scale_builds_and_runs(name, factory):
     model = paper_model(name)

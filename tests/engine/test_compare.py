@@ -53,6 +53,7 @@ def table_rows(comparison):
         return {row["model"]: row for row in csv.DictReader(handle)}
 
 
+@pytest.mark.slow
 def test_each_model_and_seed_is_an_ordinary_train_run_on_one_budget(comparison):
     configs = {}
     for label in LABELS:
@@ -74,6 +75,7 @@ def test_each_model_and_seed_is_an_ordinary_train_run_on_one_budget(comparison):
     assert frozen.is_file() and configs["searchnet", 1]["train"]["genotype"] == str(frozen.resolve())
 
 
+@pytest.mark.slow
 def test_the_table_numbers_equal_the_logged_values(comparison):
     rows = table_rows(comparison)
     assert list(rows) == LABELS
@@ -114,6 +116,7 @@ def test_the_table_numbers_equal_the_logged_values(comparison):
         assert float(row["val_miou"]) == records[-1]["val_miou"]
 
 
+@pytest.mark.slow
 def test_plots_are_written_as_png(comparison):
     for name in ("curves.png", "predictions.png"):
         assert is_png(comparison / name), name
@@ -126,6 +129,7 @@ def test_plots_are_written_as_png(comparison):
     assert (comparison / "table.md").read_text().strip() in summary
 
 
+@pytest.mark.slow
 def test_a_second_run_reuses_finished_runs_and_resumes_an_interrupted_one(comparison, search_dir, tmp_path, capsys):
     copy = tmp_path / "cmp"
     shutil.copytree(comparison, copy)
@@ -147,6 +151,7 @@ def test_a_second_run_reuses_finished_runs_and_resumes_an_interrupted_one(compar
     assert torch.load(interrupted / LAST_CHECKPOINT, weights_only=False)["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_another_budget_in_the_same_folder_is_refused(comparison, search_dir, tmp_path, capsys):
     copy = tmp_path / "cmp"
     shutil.copytree(comparison, copy)
@@ -154,6 +159,7 @@ def test_another_budget_in_the_same_folder_is_refused(comparison, search_dir, tm
     assert "train.epochs: 2 -> 3" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_flops_budget_sizes_searchnet_once_and_a_re_run_reuses_its_runs(search_dir, tmp_path, capsys):
     from udarts.genotype import Genotype
     from udarts.random_genotypes import width_for_budget
@@ -192,6 +198,7 @@ def test_bad_comparisons_are_reported(tmp_path, capsys, extra, message):
     assert not (tmp_path / "c" / "runs").exists()
 
 
+@pytest.mark.slow
 def test_report_renders_each_kind_of_folder(comparison, search_dir, tmp_path, capsys):
     train_dir = tmp_path / "train"
     shutil.copytree(comparison / "runs" / "unet" / "seed-0", train_dir)
@@ -222,6 +229,7 @@ def test_report_renders_each_kind_of_folder(comparison, search_dir, tmp_path, ca
     assert "not a udarts run or comparison folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_report_of_an_unfinished_comparison_tables_the_finished_runs(comparison, tmp_path):
     copy = tmp_path / "cmp"
     shutil.copytree(comparison, copy)

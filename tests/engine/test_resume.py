@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from udarts.cli import main
@@ -21,6 +22,7 @@ def assert_same_state(a, b):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
+@pytest.mark.slow
 def test_resumed_search_matches_an_uninterrupted_one(tmp_path, crash_after_logging_epoch):
     search = ["search", *TINY, "--epochs", "3", "--set", "search.warmup_epochs=1"]
     assert main([*search, "--out", str(tmp_path / "full")]) == 0
@@ -44,6 +46,7 @@ def test_resumed_search_matches_an_uninterrupted_one(tmp_path, crash_after_loggi
     assert [r["epoch"] for r in read_metrics(cut)] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_resumed_training_matches_an_uninterrupted_one(tmp_path, crash_after_logging_epoch):
     assert main(["search", *TINY, "--epochs", "1", "--out", str(tmp_path / "search")]) == 0
     genotype = str(tmp_path / "search" / GENOTYPE_FILE)

@@ -3,6 +3,7 @@ changes one: then with that one, as given, and config.yaml records it. With
 ``search.alpha_travel`` the rate comes from the travel once, when the search starts, and
 config.yaml records it as ``search.alpha_lr``."""
 
+import pytest
 import torch
 import yaml
 
@@ -19,6 +20,7 @@ def rates(run_dir):
             state["weight_optimizer"]["param_groups"][0]["lr"], recorded["alpha_lr"], recorded["weight_lr"])
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_travels_rate_and_continues_with_a_changed_one_as_given(tmp_path):
     run = tmp_path / "run"
     assert main(["search", *TINY, "--epochs", "2", "--set", "search.alpha_travel=6", "--out", str(run)]) == 0
@@ -31,6 +33,7 @@ def test_resume_keeps_the_travels_rate_and_continues_with_a_changed_one_as_given
     assert rates(run) == (5, 0.01, 5e-4, 0.01, 5e-4)
 
 
+@pytest.mark.slow
 def test_a_resume_to_the_recorded_default_rate_is_a_change_with_the_travel(tmp_path):
     """The rate a travel gives is what config.yaml records, so giving DARTS's 3e-4 is a change."""
     run = tmp_path / "run"
@@ -40,6 +43,7 @@ def test_a_resume_to_the_recorded_default_rate_is_a_change_with_the_travel(tmp_p
     assert rates(run) == (2, 3e-4, 1e-3, 3e-4, 1e-3)
 
 
+@pytest.mark.slow
 def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_the_travels_rate(tmp_path, crash_after_logging_epoch):
     run = tmp_path / "run"
     disarm = crash_after_logging_epoch(1)

@@ -22,6 +22,7 @@ MODES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_resumed_search_in_each_mode_matches_an_uninterrupted_one(tmp_path, crash_after_logging_epoch, mode):
     search = ["search", *TINY, "--epochs", "3", "--set", "search.warmup_epochs=1", *MODES[mode],

@@ -77,6 +77,7 @@ def refused_line(capsys, *needles):
     return lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, ending", [("train", "finishes"), ("search", "is killed with SIGKILL")])
 def test_a_second_writer_is_refused_and_the_first_run_is_intact(tmp_path, capsys, kind, ending):
     run_dir = tmp_path / "run"

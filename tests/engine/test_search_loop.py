@@ -126,6 +126,7 @@ class AlphaNorm(SearchPart):
         self.epochs_seen = state["alpha_norm_epochs_seen"]
 
 
+@pytest.mark.slow
 def test_a_new_penalty_is_a_class_and_a_registry_entry(tmp_path, monkeypatch):
     search_args = ["search", *TINY, "--epochs", "2"]
     assert main([*search_args, "--out", str(tmp_path / "plain")]) == 0

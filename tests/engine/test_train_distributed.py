@@ -119,6 +119,7 @@ def read_metrics(run_dir):
     return [json.loads(line) for line in (run_dir / METRICS_LOG).read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_processes_keep_identical_weights_and_match_one_process(two_process_run):
     ranks = [torch.load(two_process_run / f"library_rank{rank}.pt") for rank in range(WORLD_SIZE)]
     reference = tiny_searchnet()
@@ -148,6 +149,7 @@ def test_each_rank_evaluates_a_block_and_the_blocks_cover_the_split_once():
     assert blocks == [[0, 1, 2], [3, 4], [5, 6], [7, 8]]
 
 
+@pytest.mark.slow
 def test_train_command_under_two_processes_writes_one_run_folder_that_one_process_reads(two_process_run, tmp_path):
     from udarts.cli import main
 

@@ -2,6 +2,7 @@
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -30,6 +31,7 @@ class TinySearchable(nn.Module):
         return [p for p in self.parameters() if p is not self.cell.alphas]
 
 
+@pytest.mark.slow
 def test_second_order_gradient_matches_finite_differences():
     torch.manual_seed(0)
     model = TinySearchable().double()

@@ -91,6 +91,7 @@ def two_process_run(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_two_processes_keep_identical_weights_and_match_one_process(two_process_run):
     states = [torch.load(two_process_run / f"library_rank{rank}.pt")["state"] for rank in range(WORLD_SIZE)]
     reference = tiny_supernet()
@@ -118,6 +119,7 @@ def test_global_batchnorm_is_plain_batchnorm_in_one_process():
     torch.testing.assert_close(converted(x), plain(x))
 
 
+@pytest.mark.slow
 def test_search_command_under_two_processes_writes_once_and_matches_one_process(two_process_run, tmp_path):
     from udarts.cli import main
 

@@ -26,6 +26,7 @@ def loss_and_grads(model, data):
     return loss, torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)  # gdas: unsampled ops
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("granularity", ["checkpoint_cells", "checkpoint_edges"])
 @pytest.mark.parametrize("mode", ["darts", "gdas", "pc_darts"])
 def test_checkpointing_gives_the_same_loss_and_gradients(mode, granularity):
@@ -54,6 +55,7 @@ def larger_batch(seed):
     return torch.randn(4, 3, 32, 32, generator=generator), torch.randint(0, 3, (4, 32, 32), generator=generator)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_step_is_the_autocast_gradient_unscaled(amp):
     """The alpha update equals -lr * the gradient of the loss computed under autocast (fp16: of
@@ -87,6 +89,7 @@ def test_fp16_is_refused_with_the_second_order():
                       precision=MixedPrecision("fp16", "cpu"))
 
 
+@pytest.mark.slow
 def test_channels_last_gives_the_same_step():
     """In float64: in float32 the two memory layouts sum in different orders, and the alpha
     updates (about 1e-3) then differ by a few percent on 2 threads."""
@@ -99,6 +102,7 @@ def test_channels_last_gives_the_same_step():
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_compiled_supernet_computes_the_same_logits():
     model = supernet()
     images = batch()[0]
@@ -121,6 +125,7 @@ def saved_bytes(model, images) -> int:
     return sum(saved.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["darts", "gdas"])
 def test_checkpointing_keeps_fewer_activations(mode):
     images = batch()[0]

@@ -85,6 +85,7 @@ def test_the_part_logs_the_expected_latency_and_keeps_its_table(tmp_path):
         LatencyTargetPenalty.from_config(config, model, context)
 
 
+@pytest.mark.slow
 def test_a_latency_targeted_search_logs_every_epoch_and_resumes_with_its_table(tmp_path, capsys):
     table().save(tmp_path / "table.json")
     search = ["search", *TINY, "--latency-target", "20", "--latency-table", str(tmp_path / "table.json")]

@@ -40,6 +40,7 @@ def test_only_a_quarter_of_the_channels_go_through_the_ops():
         PartialChannelMixedOp(6, ["identity"], OpSettings(), k=4)
 
 
+@pytest.mark.slow
 def test_pc_step_moves_alphas_betas_and_weights():
     model = pc_supernet()
     assert len(model.beta_parameters()) == 8 and len(model.arch_parameters()) == 16
@@ -90,6 +91,7 @@ def test_derivation_from_a_checkpoint_uses_the_betas():
     assert from_state.cells != derive(arch["alphas"], model.op_names, 2, 1).cells  # the betas changed the choice
 
 
+@pytest.mark.slow
 def test_pc_gdas_computes_one_sampled_op_per_edge_on_a_part_of_the_channels():
     torch.manual_seed(0)
     model = SuperNet(3, 3, 4, num_nodes=2, op_names=search_op_names(("conv_3x3", "mbconv_3x3", "identity"), False),

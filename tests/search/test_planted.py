@@ -52,6 +52,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_search_picks_the_planted_large_receptive_field_op(seed, one_thread):
     torch.manual_seed(seed)

@@ -78,6 +78,7 @@ def test_dropped_ops_weigh_zero_are_not_computed_and_are_never_derived():
     assert arch["op_masks"] is not None and torch.equal(arch["op_masks"][0], model.cells[0].op_mask)
 
 
+@pytest.mark.slow
 def test_pruned_ops_get_no_gradient_and_masks_survive_a_checkpoint():
     model = prunable_supernet()
     prune(model, PruningSchedule(start_epoch=1, ops_per_step=2))

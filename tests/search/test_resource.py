@@ -1,5 +1,6 @@
 """The expected-FLOPs penalty on the alphas (resource-aware search)."""
 
+import pytest
 import torch
 
 from udarts.complexity import count_flops
@@ -51,6 +52,7 @@ def derived_flops(strategy_penalty: float) -> int:
     return count_flops(network, (1, 3, 16, 16), device="meta")
 
 
+@pytest.mark.slow
 def test_the_penalty_lowers_the_flops_of_the_derived_network():
     plain, penalised = derived_flops(0.0), derived_flops(100.0)
     assert penalised < plain

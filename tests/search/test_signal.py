@@ -37,6 +37,7 @@ def test_snr_is_the_mean_over_the_std_of_the_gradient():
         alpha_gradient_snr(Toy(), lambda logits, masks: logits.sum(), batches[:1])
 
 
+@pytest.mark.slow
 def test_snr_of_a_supernet_covers_every_cell():
     torch.manual_seed(0)
     model = SuperNet(3, 2, width=4)

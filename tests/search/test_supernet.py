@@ -44,6 +44,7 @@ def test_input_not_divisible_by_eight_is_refused():
         tiny_supernet()(torch.randn(1, 3, 20, 16))
 
 
+@pytest.mark.slow
 def test_alpha_step_moves_only_alphas_and_weight_step_only_weights():
     model = tiny_supernet()
     strategy = DartsStrategy(
@@ -68,6 +69,7 @@ def test_alpha_step_moves_only_alphas_and_weight_step_only_weights():
     assert all(torch.equal(w, v) for w, v in zip(weights_before, model.weight_parameters()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["first", "second"])
 def test_search_step_moves_alphas_and_weights(order):
     model = tiny_supernet()
@@ -86,6 +88,7 @@ def test_search_step_moves_alphas_and_weights(order):
     assert any(not torch.equal(w, v) for w, v in zip(weights_before, model.weight_parameters()))
 
 
+@pytest.mark.slow
 def test_paper_scale_supernet_builds_and_takes_one_search_step_on_cpu():
     """The paper's configuration: w = 64, 8 cells, 4 nodes, 7 ops + none; batch 1, 64x64."""
     torch.manual_seed(0)
