@@ -123,3 +123,21 @@ def test_demo_settings_are_valid_config_keys():
     config = resolve(None, [(DEMO_SETTINGS, "demo")])
     assert config.model.width == DEMO_SETTINGS["model"]["width"]
 
+
+
+def test_the_threads_setting_sets_torch_threads_and_a_busy_cpu_is_named(tmp_path, capsys, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 3.0, 3.0), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        train = ["train", *TINY, "--model", "unet", "--set", "train.model_options.width=4", "--epochs", "1"]
+        assert main([*train, "--set", "threads=2", "--device", "cpu", "--out", str(tmp_path / "two")]) == 0
+        assert torch.get_num_threads() == 2
+        assert "this machine is busy (load 3.0 on 2 cores) and torch runs 2 threads" in capsys.readouterr().out
+        assert main([*train, "--set", "threads=1", "--device", "cpu", "--out", str(tmp_path / "one")]) == 0
+        assert torch.get_num_threads() == 1 and "busy" not in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)
+    assert DEMO_SETTINGS["threads"] == 1  # the demo's network is too small to gain from a second thread

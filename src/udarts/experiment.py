@@ -18,6 +18,7 @@ folder. A run is continued with ``resume=RUN_DIR`` (its recorded config, with at
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +64,8 @@ class TrainResult:
 
 # What ``resume`` may change in a run's recorded config.
 RESUME_SAFE_KEYS = {
-    "train": ("train.epochs", "train.lr", "device", "progress"),
-    "search": ("search.epochs", "search.weight_lr", "search.alpha_lr", "device", "progress"),
+    "train": ("train.epochs", "train.lr", "device", "progress", "threads"),
+    "search": ("search.epochs", "search.weight_lr", "search.alpha_lr", "device", "progress", "threads"),
 }
 
 
@@ -184,8 +185,23 @@ def _start(kind: str, config: Config, out: str | Path | None, resume: str | Path
         check_new_run(out, config)
     run, state = _reopen(resume, kind, config) if resume is not None else (None, None)
     distributed, device = _join_processes(config)
+    use_threads(config, device, announce=distributed is None or distributed.is_main)
     seed_everything(config.seed)
     return run, state, distributed, device
+
+
+def use_threads(config: Config, device: torch.device, announce: bool = True) -> None:
+    """Set torch's intra-op threads to ``config.threads`` (when set); on a CPU whose other jobs
+    already keep its cores busy, say that more than one thread can run many times slower."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    threads, cores = torch.get_num_threads(), os.cpu_count() or 1
+    if announce and device.type == "cpu" and threads > 1 and hasattr(os, "getloadavg"):
+        load = os.getloadavg()[0]
+        if load > cores - threads + 0.5:
+            print(f"note: this machine is busy (load {load:.1f} on {cores} cores) and torch runs {threads} threads, which "
+                  "then wait for each other at every op and can run many times slower; --set threads=1 avoids it "
+                  "(docs/usage.md, \"Threads on a CPU\")")
 
 
 def _record_config(run, config: Config) -> None:

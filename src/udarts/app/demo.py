@@ -1,5 +1,5 @@
 """``udarts demo``: search -> derive -> retrain -> evaluate -> report on built-in synthetic data,
-in about a minute on 2 CPU cores, through the same API a notebook uses (``udarts.experiment``).
+in well under a minute on one CPU thread, through the same API a notebook uses (``udarts.experiment``).
 
 Before it starts it times one search step of its supernet and prints how long the whole demo
 should take on this machine; at the end it writes the search's and the training's reports (the
@@ -27,22 +27,28 @@ from udarts.genotype import Genotype
 # in a near-tie); alpha_travel sizes the alpha steps to the 30 there are (5 alpha epochs x 6),
 # and Adam's first beta of 0.99 (DARTS: 0.5) moves each alpha along the mean of its noisy
 # gradients so far instead of the last two, so the alphas drift instead of jittering.
+# One torch thread: at this size a second one gains nothing on a quiet 2-core machine (0.62 s per
+# search step with either) and with one other job running makes each step 30 times slower (20 s;
+# BENCHMARKS.md, "Threads on a busy CPU").
 DEMO_SETTINGS: dict[str, Any] = {
+    "threads": 1,
     "data": {"name": "synthetic", "image_size": [32, 32], "num_samples": 96, "batch_size": 8},
     "model": {"width": 4, "num_nodes": 2, "include_none": False},
     "search": {"epochs": 6, "warmup_epochs": 1, "alpha_travel": 12.0, "alpha_betas": [0.99, 0.999]},
     "train": {"epochs": 10, "optimizer": "adam", "lr": 3.0e-3, "weight_decay": 0.0, "loss": "dice_ce"},
 }
 
-# A search this short still ends, in about one run of four, with one kept edge whose two best ops
-# are within 0.01 of each other (measured: tests/test_demo.py). The demo then searches on, one
-# epoch at a time and at most this many, until no cell is weakly determined: each resumed epoch
-# also makes the alpha steps smaller (alpha_travel is spread over more steps).
+# A search this short sometimes ends with one kept edge whose two best ops are within 0.01 of each
+# other. The demo then searches on, one epoch at a time and at most this many, until no cell is
+# weakly determined: each resumed epoch also makes the alpha steps smaller (alpha_travel is spread
+# over more steps). Measured over 8 seeds x 4 kernel variants (BENCHMARKS.md, "Do short searches
+# end settled on other CPUs?"): 32 of 32 settled, 28 after the 6 epochs, the others after 7 or 9.
 DEMO_SETTLE_EPOCHS = 3
 
 # The whole demo (search, retraining, evaluation, reports) costs about this many times one search
-# step, as timed by time_search_step: measured with the settings above (BENCHMARKS.md, "The demo").
-DEMO_COST_IN_SEARCH_STEPS = 100.0
+# step as time_search_step times it: 36 s for a 0.57 s step (2-core Intel Xeon, 2026-12-05), and
+# up to half as much again when the search needs its settling epochs.
+DEMO_COST_IN_SEARCH_STEPS = 70.0
 
 
 def unsettled_cells(search_dir: Path, config: Config) -> list[str]:
@@ -102,6 +108,7 @@ def run_demo(config: Config, out: str | Path | None = None) -> dict[str, Any]:
     root = Path(out) if out else Path(config.out) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root}: folder exists and is not empty; pass another --out")
+    experiment.use_threads(config, experiment.resolve_device(config.device), announce=False)
     size = "x".join(map(str, config.data.image_size))
     print(f"udarts demo: search -> derive -> retrain -> evaluate on {config.data.name} {size} images, "
           f"{torch.get_num_threads()} torch thread(s)")

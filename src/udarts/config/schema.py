@@ -239,6 +239,10 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     out: str = "runs"  # parent folder of new run folders
     progress: bool = True
+    # torch's intra-op threads in a run's process (null: torch's default, one per core). On a CPU
+    # with another job running, more than one thread can make small networks many times slower
+    # (docs/usage.md, "Threads on a CPU").
+    threads: int | None = None
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -247,6 +251,7 @@ class Config:
     def __post_init__(self) -> None:
         if not DEVICE_PATTERN.match(str(self.device)):
             raise _fail("device", f"expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _integer_or_null("threads", self.threads, 1)
         if self.train.select_split == "holdout" and self.data.holdout is None:
             raise _fail("train.select_split", "'holdout' needs data.holdout (a CamVid training sequence left out of train)")
 
@@ -280,6 +285,7 @@ def _key_kinds() -> KeyKinds:
     hold numbers, and the free mappings (keyword options passed on as they are)."""
     types = {f"{name}.{item.name}": str(item.type) for name, section in SECTIONS.items()
              for item in dataclasses.fields(section)}
+    types.update({item.name: str(item.type) for item in dataclasses.fields(Config) if item.name not in SECTIONS})
     return KeyKinds(
         nullable=frozenset(key for key, kind in types.items() if "None" in kind),
         numeric=frozenset(key for key, kind in types.items()
