@@ -16,11 +16,15 @@ from this distribution, not from one run on one machine. Every (variant, seed) i
 Tasks: ``demo`` is ``udarts demo``'s search with its settling epochs
 (``udarts.app.demo.search_until_settled``); ``own-data`` is ``udarts search --config
 configs/folder-cpu.yaml`` on a generated folder dataset as the README's recipe shows it (3 classes,
-16 train and 8 val images of 64x64). Each run appends one line to ``OUT/runs.jsonl`` (a second call
-skips the finished ones); the table and the summary are printed from that file.
+16 train and 8 val images of 64x64); ``own-data-test`` is the same at the size
+``tests/test_readme.py`` runs it (16x16 images, width 4). Each run appends one line to
+``OUT/runs.jsonl`` (a second call skips the finished ones); the table and the summary are printed
+from that file.
 
     python bench/bench_demo_settling.py --out runs/demo-settling --seeds 0-7 --variants default,avx2,onednn-off,two-threads
     python bench/bench_demo_settling.py --task own-data --out runs/own-data-settling --seeds 0-3 --variants default,avx2,two-threads
+    python bench/bench_demo_settling.py --task own-data-test --out runs/own-data-test-settling --seeds 0-7 \
+        --variants default,avx2,onednn-off,two-threads
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ VARIANTS: dict[str, dict[str, str]] = {  # each variant's environment
     "avx2": AVX2,
     "two-threads": {"UDARTS_BENCH_THREADS": "2"},
 }
-OWN_DATA = {"train": 16, "val": 8, "size": 64}
+# the own-data tasks: the generated dataset's image side, and the settings on top of configs/folder-cpu.yaml
+OWN_DATA = {"own-data": (64, {}),
+            "own-data-test": (16, {"model": {"width": 4}, "data": {"image_size": [16, 16]}})}
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -73,8 +79,10 @@ def search_once(task: str, seed: int, threads: int, folder: Path) -> tuple[Path,
     sys.path.insert(0, str(REPO / "tests"))
     from markdown_recipes import write_folder_dataset
 
-    write_folder_dataset(folder / "mydata", OWN_DATA["train"], OWN_DATA["val"], OWN_DATA["size"], seed=0)
-    config = resolve(REPO / "configs" / "folder-cpu.yaml", [({**run, "data": {"root": str(folder / "mydata")}}, "bench")])
+    size, settings = OWN_DATA[task]
+    write_folder_dataset(folder / "mydata", 16, 8, size, seed=0)
+    config = resolve(REPO / "configs" / "folder-cpu.yaml",
+                     [(settings, "bench"), ({**run, "data": {"root": str(folder / "mydata")}}, "bench")])
     run_search(config, folder / "search")
     return folder / "search", config
 
@@ -132,7 +140,7 @@ def render(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=("demo", "own-data"), default="demo")
+    parser.add_argument("--task", choices=("demo", *OWN_DATA), default="demo")
     parser.add_argument("--out", type=Path, required=True, help=f"folder of {RUNS_FILE}")
     parser.add_argument("--seeds", default="0-7", help="search seeds: 0-7 or 0,3,5")
     parser.add_argument("--variants", default="default,onednn-off,avx2",

@@ -15,6 +15,7 @@ memory format and ``torch.compile``. Activation checkpointing lives with the cel
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import ContextManager, Iterator
 
 import torch
@@ -73,3 +74,18 @@ def torch_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def use_threads(threads: int | None, device: torch.device, announce: bool = True) -> None:
+    """Set torch's intra-op threads to ``threads`` (the config's ``threads``; None keeps torch's);
+    on a CPU whose other jobs already keep its cores busy, say that more than one thread can run
+    many times slower (docs/usage.md, "Threads on a CPU")."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    threads, cores = torch.get_num_threads(), os.cpu_count() or 1
+    if announce and device.type == "cpu" and threads > 1 and hasattr(os, "getloadavg"):
+        load = os.getloadavg()[0]
+        if load > cores - threads + 0.5:
+            print(f"note: this machine is busy (load {load:.1f} on {cores} cores) and torch runs {threads} threads, which "
+                  "then wait for each other at every op and can run many times slower; --set threads=1 avoids it "
+                  "(docs/usage.md, \"Threads on a CPU\")")

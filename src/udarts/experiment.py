@@ -18,7 +18,6 @@ folder. A run is continued with ``resume=RUN_DIR`` (its recorded config, with at
 from __future__ import annotations
 
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from udarts.builders import (  # noqa: F401  (build_supernet, build_strategy: pa
 from udarts.checkpoints import load_trained  # noqa: F401  (part of the API)
 from udarts.config import Config, ConfigError, changed_keys, dotted, resolve
 from udarts.data.base import DatasetError
+from udarts.efficiency import use_threads
 from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, LAST_CHECKPOINT
 from udarts.engine.runs import closing_runs
 from udarts.genotype import Genotype
@@ -185,23 +185,9 @@ def _start(kind: str, config: Config, out: str | Path | None, resume: str | Path
         check_new_run(out, config)
     run, state = _reopen(resume, kind, config) if resume is not None else (None, None)
     distributed, device = _join_processes(config)
-    use_threads(config, device, announce=distributed is None or distributed.is_main)
+    use_threads(config.threads, device, announce=distributed is None)
     seed_everything(config.seed)
     return run, state, distributed, device
-
-
-def use_threads(config: Config, device: torch.device, announce: bool = True) -> None:
-    """Set torch's intra-op threads to ``config.threads`` (when set); on a CPU whose other jobs
-    already keep its cores busy, say that more than one thread can run many times slower."""
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    threads, cores = torch.get_num_threads(), os.cpu_count() or 1
-    if announce and device.type == "cpu" and threads > 1 and hasattr(os, "getloadavg"):
-        load = os.getloadavg()[0]
-        if load > cores - threads + 0.5:
-            print(f"note: this machine is busy (load {load:.1f} on {cores} cores) and torch runs {threads} threads, which "
-                  "then wait for each other at every op and can run many times slower; --set threads=1 avoids it "
-                  "(docs/usage.md, \"Threads on a CPU\")")
 
 
 def _record_config(run, config: Config) -> None:

@@ -18,6 +18,7 @@ import torch
 from udarts import experiment
 from udarts.app.evaluation import write_metrics
 from udarts.config import Config
+from udarts.efficiency import use_threads
 from udarts.engine.layout import ALPHAS_LOG
 from udarts.genotype import Genotype
 
@@ -108,7 +109,7 @@ def run_demo(config: Config, out: str | Path | None = None) -> dict[str, Any]:
     root = Path(out) if out else Path(config.out) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root}: folder exists and is not empty; pass another --out")
-    experiment.use_threads(config, experiment.resolve_device(config.device), announce=False)
+    use_threads(config.threads, experiment.resolve_device(config.device), announce=False)
     size = "x".join(map(str, config.data.image_size))
     print(f"udarts demo: search -> derive -> retrain -> evaluate on {config.data.name} {size} images, "
           f"{torch.get_num_threads()} torch thread(s)")
