@@ -13,9 +13,9 @@ from this distribution, not from one run on one machine. Every (variant, seed) i
 - ``two-threads``: two threads (``threads: 2``), another summation order in the reductions. Run it
   on an otherwise quiet machine: with another job on a 2-core CPU two threads are many times slower.
 
-Tasks: ``demo`` is ``udarts demo``'s search with its settling epochs
-(``udarts.app.demo.search_until_settled``); ``own-data`` is ``udarts search --config
-configs/folder-cpu.yaml`` on a generated folder dataset as the README's recipe shows it (3 classes,
+Tasks, each searching as ``udarts search`` does (``udarts.app.settling.search_until_settled``, with
+the config's ``search.settle_epochs``; ``--no-settle`` sets it to 0): ``demo`` is ``udarts demo``'s
+search; ``own-data`` is ``udarts search --config configs/folder-cpu.yaml`` on a generated folder dataset as the README's recipe shows it (3 classes,
 16 train and 8 val images of 64x64); ``own-data-test`` is the same at the size
 ``tests/test_readme.py`` runs it (16x16 images, width 4). Each run appends one line to
 ``OUT/runs.jsonl`` (a second call skips the finished ones); the table and the summary are printed
@@ -65,13 +65,13 @@ def parse_seeds(text: str) -> list[int]:
 # ---- one run (a worker process) ------------------------------------------------------------------
 
 
-def search_once(task: str, seed: int, threads: int, folder: Path) -> tuple[Path, object]:
+def search_once(task: str, seed: int, threads: int, no_settle: bool, folder: Path) -> tuple[Path, object]:
     """Run the task's search with ``seed`` on ``threads`` in ``folder``: ``(search folder, its config)``."""
-    from udarts.app.demo import DEMO_SETTINGS, search_until_settled
+    from udarts.app.demo import DEMO_SETTINGS
+    from udarts.app.settling import search_until_settled
     from udarts.config.layers import resolve
-    from udarts.experiment import run_search
 
-    run = {"seed": seed, "progress": False, "threads": threads}
+    run = {"seed": seed, "progress": False, "threads": threads, **({"search": {"settle_epochs": 0}} if no_settle else {})}
     if task == "demo":
         config = resolve(None, [(DEMO_SETTINGS, "built-in demo settings"), (run, "bench")])
         search_until_settled(config, folder / "search")
@@ -83,14 +83,14 @@ def search_once(task: str, seed: int, threads: int, folder: Path) -> tuple[Path,
     write_folder_dataset(folder / "mydata", 16, 8, size, seed=0)
     config = resolve(REPO / "configs" / "folder-cpu.yaml",
                      [(settings, "bench"), ({**run, "data": {"root": str(folder / "mydata")}}, "bench")])
-    run_search(config, folder / "search")
+    search_until_settled(config, folder / "search")
     return folder / "search", config
 
 
 def worker(args: argparse.Namespace) -> None:
     import torch
 
-    from udarts.app.demo import unsettled_cells
+    from udarts.app.settling import unsettled_cells
     from udarts.engine.layout import ALPHAS_LOG
     from udarts.io import append_line, read_jsonl
 
@@ -99,11 +99,12 @@ def worker(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as temporary:
         threads = int(os.environ.get("UDARTS_BENCH_THREADS", "1"))
-        search_dir, config = search_once(args.task, args.seed, threads, Path(temporary))
+        search_dir, config = search_once(args.task, args.seed, threads, args.no_settle, Path(temporary))
         records = read_jsonl(search_dir / ALPHAS_LOG)
         cells = records[-1]["diagnostics"]
         unsettled = unsettled_cells(search_dir, config)
-    row = {"task": args.task, "variant": args.variant, "seed": args.seed, "settled": not unsettled,
+    row = {"task": args.task, "variant": args.variant, "seed": args.seed, "settle_epochs": not args.no_settle,
+           "settled": not unsettled,
            "epochs": records[-1]["epoch"], "min_margin": min(cell["min_margin"] for cell in cells.values()),
            "max_entropy": max(cell["entropy"] for cell in cells.values()),
            "mean_entropy": statistics.fmean(cell["entropy"] for cell in cells.values()),
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0-7", help="search seeds: 0-7 or 0,3,5")
     parser.add_argument("--variants", default="default,onednn-off,avx2",
                         help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--no-settle", action="store_true", help="search.settle_epochs=0: the search's own epochs only")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -164,7 +166,7 @@ def main() -> None:
                 continue
             print(f"{args.task} {variant} seed {seed} ...", flush=True)
             result = subprocess.run([sys.executable, __file__, "--worker", "--task", args.task, "--out", str(args.out),
-                                     "--seed", str(seed), "--variant", variant],
+                                     "--seed", str(seed), "--variant", variant, *(["--no-settle"] if args.no_settle else [])],
                                     env={**os.environ, **VARIANTS[variant]}, capture_output=True, text=True)
             if result.returncode != 0:
                 sys.exit(f"{args.task} {variant} seed {seed} failed:\n{result.stderr[-3000:]}")

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from udarts.app.demo import DEMO_SETTINGS
@@ -141,3 +142,16 @@ def test_the_threads_setting_sets_torch_threads_and_a_busy_cpu_is_named(tmp_path
     finally:
         torch.set_num_threads(before)
     assert DEMO_SETTINGS["threads"] == 1  # the demo's network is too small to gain from a second thread
+
+
+def test_settle_epochs_search_on_while_a_cell_is_weakly_determined(tmp_path, capsys):
+    search_dir = tmp_path / "search"
+    assert main(["search", *TINY, "--epochs", "2", "--set", "search.settle_epochs=2", "--out", str(search_dir)]) == 0
+    printed = capsys.readouterr().out
+    # two epochs leave the alphas near uniform, so both extra epochs run, each a resume of the run
+    assert "search.settle_epochs: weakly determined cells C1" in printed and "(3, at most 4)" in printed
+    assert "(4, at most 4)" in printed and "(5, at most" not in printed
+    assert [record["epoch"] for record in map(json.loads, (search_dir / ALPHAS_LOG).read_text().splitlines())] == [1, 2, 3, 4]
+    recorded = yaml.safe_load((search_dir / CONFIG_FILE).read_text())["search"]
+    assert recorded["epochs"] == 4 and recorded["settle_epochs"] == 0  # the most epochs it may take stays 4
+    assert Genotype.load(search_dir / GENOTYPE_FILE).search["epochs"] == 4

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from udarts import __version__, experiment
+from udarts.app.settling import search_until_settled
 from udarts.config import Config, ConfigError, load_yaml, parse_assignment, resolve, set_dotted
 from udarts.data.base import DatasetError
 from udarts.engine.layout import BEST_CHECKPOINT, GENOTYPE_FILE
@@ -110,7 +111,7 @@ def command_search(args: argparse.Namespace) -> None:
     config = _run_config(args, "search")
     if getattr(args, "dry_run", False):
         return _dry_run(config, "search")
-    experiment.run_search(config, args.out, resume=args.resume)
+    search_until_settled(config, args.out, resume=args.resume)
 
 
 def command_train(args: argparse.Namespace) -> None:

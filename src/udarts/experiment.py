@@ -65,7 +65,8 @@ class TrainResult:
 # What ``resume`` may change in a run's recorded config.
 RESUME_SAFE_KEYS = {
     "train": ("train.epochs", "train.lr", "device", "progress", "threads"),
-    "search": ("search.epochs", "search.weight_lr", "search.alpha_lr", "device", "progress", "threads"),
+    "search": ("search.epochs", "search.settle_epochs", "search.weight_lr", "search.alpha_lr", "device", "progress",
+               "threads"),
 }
 
 

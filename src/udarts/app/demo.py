@@ -17,50 +17,36 @@ import torch
 
 from udarts import experiment
 from udarts.app.evaluation import write_metrics
+from udarts.app.settling import search_until_settled
 from udarts.config import Config
 from udarts.efficiency import use_threads
-from udarts.engine.layout import ALPHAS_LOG
 from udarts.genotype import Genotype
 
-# Small enough for 2 CPU cores in about a minute, on the built-in synthetic data: a supernet of
+# Small enough for one CPU thread in well under a minute, on the built-in synthetic data: a supernet of
 # width 4 with 2 nodes per cell. The search keeps the paper's 7 ops without DARTS's extra zero op
 # ('none', which on an edge where nothing helps takes most of the weight and leaves the kept ops
 # in a near-tie); alpha_travel sizes the alpha steps to the 30 there are (5 alpha epochs x 6),
 # and Adam's first beta of 0.99 (DARTS: 0.5) moves each alpha along the mean of its noisy
 # gradients so far instead of the last two, so the alphas drift instead of jittering.
-# One torch thread: at this size a second one gains nothing on a quiet 2-core machine (0.62 s per
-# search step with either) and with one other job running makes each step 30 times slower (20 s;
-# BENCHMARKS.md, "Threads on a busy CPU").
+# One torch thread: at this size a second one saves 10% of a search step on a quiet 2-core machine
+# and with one other job running makes each step 13 times slower (BENCHMARKS.md, "Threads on a busy
+# CPU"). A search this short sometimes ends with one kept edge whose two best ops are within 0.01
+# of each other: settle_epochs searches on, one epoch at a time and at most 3, until no cell is
+# weakly determined (udarts.app.settling). Measured over 8 seeds x 4 kernel variants (BENCHMARKS.md,
+# "Do short searches end settled on other CPUs?"): 32 of 32 settled, 28 after the 6 epochs, the
+# others after 7 or 9.
 DEMO_SETTINGS: dict[str, Any] = {
     "threads": 1,
     "data": {"name": "synthetic", "image_size": [32, 32], "num_samples": 96, "batch_size": 8},
     "model": {"width": 4, "num_nodes": 2, "include_none": False},
-    "search": {"epochs": 6, "warmup_epochs": 1, "alpha_travel": 12.0, "alpha_betas": [0.99, 0.999]},
+    "search": {"epochs": 6, "settle_epochs": 3, "warmup_epochs": 1, "alpha_travel": 12.0, "alpha_betas": [0.99, 0.999]},
     "train": {"epochs": 10, "optimizer": "adam", "lr": 3.0e-3, "weight_decay": 0.0, "loss": "dice_ce"},
 }
-
-# A search this short sometimes ends with one kept edge whose two best ops are within 0.01 of each
-# other. The demo then searches on, one epoch at a time and at most this many, until no cell is
-# weakly determined: each resumed epoch also makes the alpha steps smaller (alpha_travel is spread
-# over more steps). Measured over 8 seeds x 4 kernel variants (BENCHMARKS.md, "Do short searches
-# end settled on other CPUs?"): 32 of 32 settled, 28 after the 6 epochs, the others after 7 or 9.
-DEMO_SETTLE_EPOCHS = 3
 
 # The whole demo (search, retraining, evaluation, reports) costs about this many times one search
 # step as time_search_step times it: 36 s for a 0.57 s step (2-core Intel Xeon, 2026-12-05), and
 # up to half as much again when the search needs its settling epochs.
 DEMO_COST_IN_SEARCH_STEPS = 70.0
-
-
-def unsettled_cells(search_dir: Path, config: Config) -> list[str]:
-    """The warnings about weakly determined cells of the search's last logged epoch (empty when
-    every cell is decided), as the end of a search prints them."""
-    from udarts.io import read_jsonl
-    from udarts.search.diagnostics import diagnose_record, genotype_warnings
-
-    records = read_jsonl(search_dir / ALPHAS_LOG)
-    _, diagnostics = diagnose_record(records[-1], config.model.num_nodes, config.search.top_k, config.search.max_identity)
-    return [warning for warning in genotype_warnings(diagnostics) if warning.startswith("weakly determined")]
 
 
 def time_search_step(config: Config, repeats: int = 2) -> float:
@@ -86,19 +72,6 @@ def time_search_step(config: Config, repeats: int = 2) -> float:
 
 def format_duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
-def search_until_settled(config: Config, folder: Path, extra_epochs: int = DEMO_SETTLE_EPOCHS) -> Any:
-    """Search in ``folder``, then resume it one epoch at a time, at most ``extra_epochs`` times,
-    while a cell of its last epoch is weakly determined; returns the last search's result."""
-    searched = experiment.run_search(config, folder)
-    epochs = config.search.epochs
-    while epochs < config.search.epochs + extra_epochs and (unsettled := unsettled_cells(folder, config)):
-        epochs += 1
-        print(f"not settled yet ({unsettled[0].split(':')[0]}): one more search epoch, {epochs} in all")
-        resumed = experiment.resumed_config(folder, "search", [({"search": {"epochs": epochs}}, "demo")])
-        searched = experiment.run_search(resumed, resume=folder)
-    return searched
 
 
 def run_demo(config: Config, out: str | Path | None = None) -> dict[str, Any]:

@@ -128,6 +128,9 @@ class SearchConfig:
     # steps), so Adam can move a logit by about alpha_travel over the search whatever its length
     # (DARTS's CIFAR search: ~20,000 steps x 3e-4 = 6). null = use alpha_lr as given.
     alpha_travel: float | None = None
+    # After search.epochs, search on one epoch at a time, at most this many, while a cell of the
+    # last epoch is weakly determined (udarts.app.settling; `udarts search` and the demo). 0 = off.
+    settle_epochs: int = 0
     alpha_betas: tuple[float, float] = (0.5, 0.999)
     # Coupled L2 decay on the alphas (Adam's weight_decay). Off by default: DARTS's 1e-3 assumes
     # alpha gradients far above 1e-3, but udarts measures a typical one at 2e-5 (demo) to 2e-4
@@ -171,6 +174,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         _number("search.epochs", self.epochs, 1)
         _number("search.warmup_epochs", self.warmup_epochs, 0)
+        _number("search.settle_epochs", self.settle_epochs, 0)
         if self.warmup_epochs >= self.epochs:
             raise _fail("search.warmup_epochs", f"must be below search.epochs = {self.epochs} (the alphas only move after "
                                                 f"the warm-up), got {self.warmup_epochs}")
