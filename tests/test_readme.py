@@ -83,11 +83,12 @@ def test_own_data_recipe_runs_and_its_search_settles(tmp_path, monkeypatch, caps
 
     Measured at this size with ``bench/bench_demo_settling.py --task own-data-test`` (BENCHMARKS.md,
     "Do short searches end settled on other CPUs?"; 2-core Intel Xeon, 2026-12-05), seeds 0-7 with
-    AVX-512 kernels, AVX2-only kernels, oneDNN off and two threads: 30 of 32 searches ended settled,
-    the largest entropy 0.456 against the warning's 0.95, but a near-tie on one edge is a matter of
-    chance (margins down to 0.0019; seed 0 kept 0.0110 with oneDNN off, too close to 0.01 to hold on
-    every CPU). This test searches with seed 4, whose smallest margin was 0.068-0.407 across the four
-    variants, 7 times the warning's at least."""
+    AVX-512 kernels, AVX2-only kernels, oneDNN off and two threads: without settling epochs 30 of 32
+    searches ended settled, the largest entropy 0.456 against the warning's 0.95, but a near-tie on
+    one edge was a matter of chance (margins down to 0.0019; seed 0 kept 0.0110 with oneDNN off, too
+    close to 0.01 to hold on every CPU); with the config's ``search.settle_epochs: 3`` all 32 did.
+    This test searches with seed 4, whose smallest margin was 0.068-0.407 across the four variants
+    without a settling epoch, 7 times the warning's at least."""
     monkeypatch.chdir(tmp_path)
     os.symlink(REPO / "configs", "configs")  # the README's commands run from the repository's root
     write_folder_dataset(Path("mydata"), train=16, val=8, size=16)
