@@ -30,6 +30,8 @@ RECIPES = {
     "paper": "tests/test_readme.py::test_paper_recipe_runs_on_the_real_datasets",
     "latency": "tests/test_readme.py::test_latency_recipe_runs",
     "scale-out": "tests/test_readme.py::test_scale_out_recipe_runs_on_two_processes_and_a_local_ray",
+    "latency-page": "tests/test_readme.py::test_the_latency_page_recipe_is_the_readmes",
+    "compare-page": "tests/test_readme.py::test_compare_page_recipe_runs",
 }
 
 
@@ -195,3 +197,30 @@ def test_scale_out_recipe_runs_on_two_processes_and_a_local_ray(tmp_path, monkey
     finally:
         ray.shutdown()
     assert (Path(compare[compare.index("--out") + 1]) / "table.md").is_file()
+
+
+def test_the_latency_page_recipe_is_the_readmes():
+    """docs/latency.md explains the README's latency recipe step by step: the same commands, so the
+    README's test (``test_latency_recipe_runs``) runs both."""
+    assert recipe("latency-page", REPO / "docs" / "latency.md") == recipe("latency")
+
+
+@pytest.mark.slow
+def test_compare_page_recipe_runs(tmp_path, monkeypatch, capsys):
+    """docs/compare.md's ``udarts compare`` on a generated CamVid-like dataset as ``data/camvid``,
+    with a genotype at the recipe's path: every model as written, one seed, at 32x32, width 2 and
+    one epoch."""
+    monkeypatch.chdir(tmp_path)
+    write_camvid_like(Path("data/camvid"), train=8, val=2)
+    [argv] = recipe("compare-page", REPO / "docs" / "compare.md")
+    genotype = Path(argv[argv.index("--genotypes") + 1])
+    genotype.parent.mkdir(parents=True)
+    genotype.write_text((REPO / "configs" / "genotypes" / "camvid-cpu.json").read_text())
+    run(argv, {"compare": ["--image-size", "32x32", "--batch-size", "4", "--epochs", "1", "--width", "2", "--seeds", "0",
+                           "--set", "model.flops_budget=null", "--latency-repeats", "1", "--num-images", "0",
+                           "--no-progress"]}, capsys)
+    out = Path(argv[argv.index("--out") + 1])
+    table = (out / "table.md").read_text()
+    models = argv[argv.index("--models") + 1].split(",")
+    for model in [*models, "searchnet"]:
+        assert model in table, (model, table)
