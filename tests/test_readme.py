@@ -139,8 +139,8 @@ def test_paper_recipe_runs_on_the_real_datasets(tmp_path, shared_data, monkeypat
 
 
 LATENCY_SHRINK = {
-    "latency-table": ["--width", "2", "--image-size", "32x32", "--calibrate", "2", "--no-progress"],
-    "search": ["--width", "2", "--image-size", "16x16", "--batch-size", "4", "--epochs", "2",
+    "latency-table": ["--width", "4", "--image-size", "32x32", "--calibrate", "2", "--no-progress"],
+    "search": ["--width", "4", "--image-size", "16x16", "--batch-size", "4", "--epochs", "2",
                "--set", "search.warmup_epochs=1", "--no-progress"],
     # the budget as written (22 ms) would fit a wide network; a tiny FLOPs budget keeps it tiny
     "train": ["--image-size", "32x32", "--batch-size", "4", "--epochs", "1", "--flops-budget", "0.01",
@@ -153,7 +153,7 @@ LATENCY_SHRINK = {
 def test_latency_recipe_runs(tmp_path, monkeypatch, capsys):
     """The README's latency-budget recipe (table -> search with a target -> retrain at the budget ->
     ONNX export -> predict with onnxruntime) on a generated CamVid-like dataset as ``data/camvid``,
-    at width 2 and 16x16 / 32x32, one or two epochs."""
+    at width 4 (PC-DARTS's k = 4 must divide it) and 16x16 / 32x32, one or two epochs."""
     monkeypatch.chdir(tmp_path)
     os.symlink(REPO / "configs", "configs")
     write_camvid_like(Path("data/camvid"), train=24, val=4)
