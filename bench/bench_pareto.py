@@ -25,7 +25,9 @@ Three steps, each resumable (every output is a file in OUT; a finished step is r
    (their folders resume on a re-run).
 ``scores`` prints the scores of every training folder in OUT grouped by name (``NAME-seedN``), mean
 +- std over seeds, without timing anything: for trainings run outside ``run`` (for example the
-searched genotypes retrained on a CPU with the same flags), beside a report.
+searched genotypes retrained on a CPU with the same flags), beside a report. ``fit`` times
+``--genotypes`` at ``--widths`` side by side with ``--target-models`` and prints, for each, the
+largest width at or below each baseline's latency (no OUT folder is written).
 
 3. ``report`` (on the target device): every trained network timed side by side (eager, one thread;
    onnxruntime as a second column), the table, the searched genotype's percentile among the random
@@ -500,12 +502,47 @@ def scores_table(args: argparse.Namespace) -> None:
               f"| {cell(items, 'val')} | {statistics.fmean(item['train_minutes'] for item in items):.1f} |")
 
 
+def fit_widths(args: argparse.Namespace) -> None:
+    """Each ``--genotypes`` file at each of ``--widths``, timed side by side with ``--target-models``
+    in one process (eager, one thread, batch 1, interleaved rounds), and for each genotype and
+    baseline the largest width at or below the baseline's latency: a width fit that a busy machine
+    cannot skew, since every network sees the same load."""
+    from udarts.complexity import count_flops, cpu_model, measure_latencies
+    from udarts.efficiency import torch_threads
+    from udarts.genotype import Genotype
+    from udarts.models import build_model
+
+    shape = (1, 3, *IMAGE_SIZE)
+    baselines = [name for name in args.target_models.split(",") if name]
+    networks = {name: build_model(baseline_spec(name)) for name in baselines}
+    for path in args.genotypes:
+        genotype = Genotype.load(path).to_dict()
+        for width in args.widths:
+            networks[f"{path.stem}@w{width}"] = build_model({"name": "searchnet", "genotype": genotype, "width": width,
+                                                            "in_channels": 3, "num_classes": NUM_CLASSES})
+    print(f"timing {len(networks)} networks side by side (eager, 1 thread, batch 1, {args.rounds} rounds) "
+          f"on {cpu_model()}, {datetime.date.today()} ...")
+    with torch_threads(1):
+        ms = {key: 1000 * value for key, value in measure_latencies(networks, shape, rounds=args.rounds, repeats=10).items()}
+    print("| network | GFLOPs | ms eager |\n|---|---:|---:|")
+    for key, module in networks.items():
+        print(f"| {key} | {count_flops(module, shape) / 1e9:.3f} | {ms[key]:.2f} |")
+    print("\n| genotype | " + " | ".join(f"largest width at or below {name} ({ms[name]:.1f} ms)" for name in baselines)
+          + " |\n|---|" + "---:|" * len(baselines))
+    for path in args.genotypes:
+        fits = []
+        for name in baselines:
+            width, fitted_ms = largest_fit({width: ms[f"{path.stem}@w{width}"] for width in args.widths}, ms[name])
+            fits.append("none" if width is None else f"{width} ({fitted_ms:.1f} ms)")
+        print(f"| {path.stem} | " + " | ".join(fits) + " |")
+
+
 # ---- main ----------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("plan", "run", "report", "scores"))
+    parser.add_argument("step", choices=("plan", "run", "report", "scores", "fit"))
     parser.add_argument("--root", type=Path, help="CamVid root (SegNet layout); plan, run and report")
     parser.add_argument("--out", required=True, type=Path, help="the benchmark's folder (reused on a re-run)")
     parser.add_argument("--holdout", default="0006R0", help="training sequence held out: the selection split")
@@ -534,14 +571,22 @@ def main() -> None:
     parser.add_argument("--partial", action="store_true", help="report, scores: also runs stopped before their last epoch, "
                         "marked with the epochs they trained")
     parser.add_argument("--json", type=Path, help="report: also write the numbers here")
+    parser.add_argument("--genotypes", type=Path, nargs="+", default=[], help="fit: genotype files to time at --widths")
+    parser.add_argument("--rounds", type=int, default=7, help="fit: interleaved timing rounds (median)")
     args = parser.parse_args()
     if args.step == "scores":
         scores_table(args)
         return
-    if args.root is None:
-        parser.error(f"{args.step} needs --root (the CamVid root)")
     low, _, high = args.widths.partition("-")
     args.widths = list(range(int(low), int(high or low) + 1))
+    if args.step == "fit":
+        if not args.genotypes:
+            parser.error("fit needs --genotypes FILE [FILE ...]")
+        torch.set_num_threads(1)
+        fit_widths(args)
+        return
+    if args.root is None:
+        parser.error(f"{args.step} needs --root (the CamVid root)")
     args.search_seeds = [int(seed) for seed in args.search_seeds.split(",")]
     args.search_set = [item for assignment in args.search_set for item in ("--set", assignment)]
     args.train_set = [item for assignment in args.train_set for item in ("--set", assignment)]

@@ -63,3 +63,27 @@ def test_scores_groups_seeds_and_marks_unfinished_runs(tmp_path, capsys):
     assert "unet" not in printed  # one epoch of two: left out without --partial
     bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=True))
     assert "| unet | 1 | 1/2 | 20.00 | 20.00 | n/a | 1.0 |" in capsys.readouterr().out
+
+
+def test_fit_finds_the_largest_width_at_or_below_each_baseline_timed_side_by_side(monkeypatch, capsys):
+    """``fit`` times every network in one call (one load for all) and reads the widths off it; the
+    timing is replaced by fixed milliseconds so that the fit itself is checked."""
+    import udarts.complexity
+
+    timed = {}
+
+    def fake_latencies(models, shape, **_):
+        timed.update(models)
+        fixed = {"lraspp_mobilenet_v3_large": 0.010, "unet_mobilenet_v2": 0.0035,
+                 "camvid-latency-7ms@w2": 0.004, "camvid-latency-7ms@w3": 0.009, "camvid-latency-7ms@w4": 0.011}
+        return {name: fixed[name] for name in models}
+
+    monkeypatch.setattr(udarts.complexity, "measure_latencies", fake_latencies)
+    genotype = Path(__file__).resolve().parents[1] / "configs" / "genotypes" / "camvid-latency-7ms.json"
+    monkeypatch.setattr(sys, "argv", ["bench_pareto.py", "fit", "--out", "unused", "--genotypes", str(genotype),
+                                      "--widths", "2-4", "--target-models", "lraspp_mobilenet_v3_large,unet_mobilenet_v2"])
+    bench_pareto.main()
+    printed = capsys.readouterr().out
+    assert set(timed) == {"lraspp_mobilenet_v3_large", "unet_mobilenet_v2", "camvid-latency-7ms@w2",
+                          "camvid-latency-7ms@w3", "camvid-latency-7ms@w4"}
+    assert "| camvid-latency-7ms | 3 (9.0 ms) | none |" in printed, printed
