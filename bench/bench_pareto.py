@@ -54,7 +54,7 @@ from typing import Any
 import torch
 
 from udarts.app.trials import Step, Trial, TrialExecutor, add_executor_arguments, executor_settings
-from udarts.engine.layout import BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, METRICS_LOG
+from udarts.engine.layout import ALPHAS_LOG, BEST_CHECKPOINT, CONFIG_FILE, GENOTYPE_FILE, METRICS_LOG
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LIGHT = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "unet_mobilenet_v2", "unet_efficientnet_b0",
@@ -239,6 +239,13 @@ def run(args: argparse.Namespace) -> None:
 # ---- 3. report -----------------------------------------------------------------------------------
 
 
+def training_folders(out: Path) -> list[Path]:
+    """OUT's training runs, sorted: folders with a config and a metrics log, searches (which also
+    write the alphas' log) left out."""
+    return sorted(path for path in out.iterdir() if (path / METRICS_LOG).is_file() and (path / CONFIG_FILE).is_file()
+                  and not (path / ALPHAS_LOG).is_file())
+
+
 def scores(folder: Path) -> dict[str, float] | None:
     """Held-out mIoU of best.pt (the epoch the selection split chose) and of the last epoch, val
     mIoU of best.pt (``None`` where best.pt was not scored on val: a run copied back without its
@@ -300,8 +307,7 @@ def report(args: argparse.Namespace) -> None:
     out = args.out
     data = json.loads((out / "plan.json").read_text())
     runs: list[dict[str, Any]] = []
-    for folder in sorted(path for path in out.iterdir() if (path / METRICS_LOG).is_file() and "search-t" not in path.name
-                         and (path / CONFIG_FILE).is_file()):
+    for folder in training_folders(out):
         result = scores(folder)
         if result is None or (result["epochs"] != result["of"] and not args.partial):
             print(f"{folder.name}: not finished, left out" + (" (--partial reports it)" if result else ""))
@@ -481,7 +487,7 @@ def plot(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, An
 def scores_table(args: argparse.Namespace) -> None:
     """The held-out (best.pt and last epoch) and val mIoU of OUT's training folders, per group of seeds."""
     groups: dict[str, list[dict[str, float]]] = {}
-    for folder in sorted(path for path in args.out.iterdir() if (path / METRICS_LOG).is_file()):
+    for folder in training_folders(args.out):
         score = scores(folder)
         if score is not None and (args.partial or score["epochs"] == score["of"]):
             groups.setdefault(folder.name.rsplit("-seed", 1)[0], []).append(score)

@@ -47,7 +47,7 @@ def test_scores_groups_seeds_and_marks_unfinished_runs(tmp_path, capsys):
 
     import yaml
 
-    from udarts.engine.layout import CONFIG_FILE, METRICS_LOG
+    from udarts.engine.layout import ALPHAS_LOG, CONFIG_FILE, METRICS_LOG
 
     for name, mious in (("searched-t1-seed0", [0.30, 0.32]), ("searched-t1-seed1", [0.31, 0.30]),
                         ("unet-seed0", [0.20])):
@@ -57,10 +57,16 @@ def test_scores_groups_seeds_and_marks_unfinished_runs(tmp_path, capsys):
         (folder / METRICS_LOG).write_text("".join(json.dumps({"epoch": epoch, "val_miou": miou, "seconds": 60.0}) + "\n"
                                                       for epoch, miou in enumerate(mious, 1)))
     (tmp_path / "searched-t1-seed0" / bench_pareto.EVAL_VAL).write_text(json.dumps({"miou": 0.5}))
+    search = tmp_path / "search-t1-seed0"  # a search beside the trainings: warm-up epochs have no val mIoU
+    search.mkdir()
+    (search / CONFIG_FILE).write_text(yaml.safe_dump({"search": {"epochs": 2}}))
+    (search / METRICS_LOG).write_text(json.dumps({"epoch": 1, "val_miou": None}) + "\n")
+    (search / ALPHAS_LOG).write_text("{}\n")
     bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=False))
     printed = capsys.readouterr().out
     assert "| searched-t1 | 2 | 2 | 31.50 +- 0.71 | 31.00 +- 1.41 | 50.00 | 2.0 |" in printed, printed
     assert "unet" not in printed  # one epoch of two: left out without --partial
+    assert "search-t1" not in printed
     bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=True))
     assert "| unet | 1 | 1/2 | 20.00 | 20.00 | n/a | 1.0 |" in capsys.readouterr().out
 
