@@ -24,8 +24,9 @@ Three steps, each resumable (every output is a file in OUT; a finished step is r
    submitted as it ends; ``--deadline`` seconds ends the running trials in time for a partial report
    (their folders resume on a re-run).
 ``scores`` prints the scores of every training folder in OUT grouped by name (``NAME-seedN``), mean
-+- std over seeds, without timing anything: for trainings run outside ``run`` (for example the
-searched genotypes retrained on a CPU with the same flags), beside a report. ``fit`` times
++- std over seeds: for trainings run outside ``run`` (for example the searched genotypes and the
+baselines retrained on a CPU with the same flags), beside a report; with ``--time`` each group's
+network is timed side by side as ``report`` does, and ``--plot`` draws them (mIoU against ms). ``fit`` times
 ``--genotypes`` at ``--widths`` side by side with ``--target-models`` and prints, for each, the
 largest width at or below each baseline's latency (no OUT folder is written).
 
@@ -299,10 +300,26 @@ def hypervolume(points: list[tuple[float, float]], reference_ms: float) -> float
     return area
 
 
-def report(args: argparse.Namespace) -> None:
-    from udarts.complexity import count_flops, count_parameters, cpu_model, measure_latencies
+def time_networks(networks: dict[str, torch.nn.Module], rounds: int = 7) -> dict[str, dict[str, float]]:
+    """Parameters, GFLOPs per 96x128 image and latency of each network, all timed side by side in
+    this process (batch 1, one thread): eager PyTorch in ``rounds`` interleaved rounds (median),
+    then onnxruntime."""
+    from udarts.complexity import count_flops, count_parameters, measure_latencies
     from udarts.efficiency import torch_threads
     from udarts.latency.measure import time_modules
+
+    print(f"timing {len(networks)} networks side by side (eager, then onnxruntime; 1 thread, batch 1) ...", flush=True)
+    shape = (1, 3, *IMAGE_SIZE)
+    with torch_threads(1):
+        eager = {key: 1000 * value for key, value in measure_latencies(networks, shape, rounds=rounds, repeats=10).items()}
+    onnx = time_modules({key: (module, (torch.zeros(shape),)) for key, module in networks.items()}, "onnxruntime",
+                        rounds=5, seconds_per_part=0.1, max_repeats=20)
+    return {key: {"parameters": count_parameters(module), "gflops": count_flops(module, shape) / 1e9,
+                  "ms_eager": eager[key], "ms_onnxruntime": onnx[key]} for key, module in networks.items()}
+
+
+def report(args: argparse.Namespace) -> None:
+    from udarts.complexity import cpu_model
 
     out = args.out
     data = json.loads((out / "plan.json").read_text())
@@ -322,14 +339,7 @@ def report(args: argparse.Namespace) -> None:
     for run in runs:
         run["network"], module = network_of(out / run["folder"])
         networks.setdefault(run["network"], module)
-    print(f"timing {len(networks)} networks side by side (eager, then onnxruntime; 1 thread, batch 1) ...")
-    shape = (1, 3, *IMAGE_SIZE)
-    with torch_threads(1):
-        eager = {key: 1000 * value for key, value in measure_latencies(networks, shape, rounds=7, repeats=10).items()}
-    onnx = time_modules({key: (module, (torch.zeros(shape),)) for key, module in networks.items()}, "onnxruntime",
-                        rounds=5, seconds_per_part=0.1, max_repeats=20)
-    costs = {key: {"parameters": count_parameters(module), "gflops": count_flops(module, shape) / 1e9,
-                   "ms_eager": eager[key], "ms_onnxruntime": onnx[key]} for key, module in networks.items()}
+    costs = time_networks(networks)
     for run in runs:
         run.update(costs[run["network"]])
     summary = summarise(runs, data)
@@ -439,6 +449,15 @@ def render(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, 
     return "\n".join(lines)
 
 
+def log_milliseconds_axis(axes) -> None:
+    """A log-scale x axis labelled in plain milliseconds (5, 10, 20) rather than powers of ten."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    axes.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+
+
 def plot(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -472,7 +491,7 @@ def plot(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, An
                       textcoords="offset points")
     for target in data["targets"]:
         axes.axvline(target["target_ms"], color="0.85", linestyle="--", zorder=0)
-    axes.set_xscale("log")
+    log_milliseconds_axis(axes)
     axes.set_xlabel("CPU latency, ms (batch 1, one thread, eager PyTorch, 96x128)")
     axes.set_ylabel(f"held-out mIoU (CamVid 0006R0, {BEST_CHECKPOINT})")
     axes.set_title("CamVid, 40 epochs: accuracy against latency")
@@ -485,12 +504,26 @@ def plot(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, An
 
 
 def scores_table(args: argparse.Namespace) -> None:
-    """The held-out (best.pt and last epoch) and val mIoU of OUT's training folders, per group of seeds."""
+    """The held-out (best.pt and last epoch) and val mIoU of OUT's training folders, per group of
+    seeds; with ``--time``, each group's network timed side by side (``time_networks``), the rows
+    sorted by latency, and with ``--plot`` the picture of held-out mIoU against latency."""
     groups: dict[str, list[dict[str, float]]] = {}
+    folders: dict[str, Path] = {}
     for folder in training_folders(args.out):
         score = scores(folder)
         if score is not None and (args.partial or score["epochs"] == score["of"]):
-            groups.setdefault(folder.name.rsplit("-seed", 1)[0], []).append(score)
+            name = folder.name.rsplit("-seed", 1)[0]
+            groups.setdefault(name, []).append(score)
+            folders.setdefault(name, folder)
+    costs: dict[str, dict[str, float]] = {}
+    if args.time:
+        from udarts.complexity import cpu_model
+
+        networks = {name: network_of(folder) for name, folder in folders.items()}
+        timed = time_networks({key: module for key, module in networks.values()}, rounds=args.rounds)
+        costs = {name: timed[key] for name, (key, _) in networks.items()}
+        groups = dict(sorted(groups.items(), key=lambda item: costs[item[0]]["ms_eager"]))
+        print(f"Machine: {cpu_model()}, batch 1, one thread; torch {torch.__version__}; {datetime.date.today()}.\n")
 
     def cell(items: list[dict[str, float]], key: str) -> str:
         values = [item[key] for item in items if item[key] is not None]
@@ -499,13 +532,51 @@ def scores_table(args: argparse.Namespace) -> None:
         mean, std = _mean_std(values)
         return f"{mean:.2f} +- {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
 
-    print(f"| network | seeds | epochs | held-out mIoU ({BEST_CHECKPOINT}) | held-out (last) | val mIoU | train min |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    timed_header = " params | GFLOPs | ms eager | ms onnxruntime |" if costs else ""
+    print(f"| network | seeds | epochs | held-out mIoU ({BEST_CHECKPOINT}) | held-out (last) | val mIoU |{timed_header} train min |")
+    print("|---|---:|---:|---:|---:|---:|" + "---:|" * (4 if costs else 0) + "---:|")
     for name, items in groups.items():
         epochs = ", ".join(sorted({f"{item['epochs']}/{item['of']}" if item["epochs"] != item["of"] else str(item["of"])
                                    for item in items}))
+        timed_cells = ""
+        if costs:
+            cost = costs[name]
+            timed_cells = (f" {cost['parameters'] / 1e6:.2f} M | {cost['gflops']:.3f} | {cost['ms_eager']:.2f} "
+                           f"| {cost['ms_onnxruntime']:.2f} |")
         print(f"| {name} | {len(items)} | {epochs} | {cell(items, 'holdout_best')} | {cell(items, 'holdout_last')} "
-              f"| {cell(items, 'val')} | {statistics.fmean(item['train_minutes'] for item in items):.1f} |")
+              f"| {cell(items, 'val')} |{timed_cells} {statistics.fmean(item['train_minutes'] for item in items):.1f} |")
+    if args.plot:
+        plot_scores(groups, costs, {name: network_of(folder)[0].startswith("searchnet") for name, folder in folders.items()},
+                    args.plot)
+        print(f"wrote {args.plot}")
+
+
+def plot_scores(groups: dict[str, list[dict[str, float]]], costs: dict[str, dict[str, float]],
+                searched: dict[str, bool], path: Path) -> None:
+    """Held-out mIoU (mean +- std over seeds) against eager latency, one labelled point a group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5.5))
+    for name, items in groups.items():
+        mean, std = _mean_std([item["holdout_best"] for item in items])
+        colour = "tab:red" if searched[name] else "black" if name.startswith(REFERENCE) else "tab:blue"
+        axes.errorbar([costs[name]["ms_eager"]], [mean], yerr=[std], color=colour, marker="o" if searched[name] else "s",
+                      capsize=3)
+        axes.annotate(f"{name} ({len(items)})", (costs[name]["ms_eager"], mean), fontsize=7, xytext=(4, 5),
+                      textcoords="offset points")
+    axes.plot([], [], "o", color="tab:red", label="SEARCH-Net (mean +- std over seeds; seeds in brackets)")
+    axes.plot([], [], "s", color="tab:blue", label="light baselines")
+    log_milliseconds_axis(axes)
+    axes.set_xlabel("CPU latency, ms (batch 1, one thread, eager PyTorch, 96x128; timed side by side)")
+    axes.set_ylabel(f"held-out mIoU (CamVid 0006R0, {BEST_CHECKPOINT})")
+    axes.set_title("CamVid, 40 epochs, every network trained on the CPU")
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=130)
 
 
 def fit_widths(args: argparse.Namespace) -> None:
@@ -573,14 +644,18 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=float("inf"), help="run: seconds after which the running "
                         "trials stop (they resume on the next run)")
     add_executor_arguments(parser, cpus_default=1)
-    parser.add_argument("--plot", type=Path, help="report: the picture's path")
+    parser.add_argument("--plot", type=Path, help="report, scores (with --time): the picture's path")
+    parser.add_argument("--time", action="store_true", help="scores: also time each group's network side by side")
     parser.add_argument("--partial", action="store_true", help="report, scores: also runs stopped before their last epoch, "
                         "marked with the epochs they trained")
     parser.add_argument("--json", type=Path, help="report: also write the numbers here")
     parser.add_argument("--genotypes", type=Path, nargs="+", default=[], help="fit: genotype files to time at --widths")
-    parser.add_argument("--rounds", type=int, default=7, help="fit: interleaved timing rounds (median)")
+    parser.add_argument("--rounds", type=int, default=7, help="fit, scores --time: interleaved timing rounds (median)")
     args = parser.parse_args()
     if args.step == "scores":
+        if args.plot and not args.time:
+            parser.error("scores --plot needs --time (the picture's x axis is the latency)")
+        torch.set_num_threads(1)
         scores_table(args)
         return
     low, _, high = args.widths.partition("-")

@@ -62,13 +62,49 @@ def test_scores_groups_seeds_and_marks_unfinished_runs(tmp_path, capsys):
     (search / CONFIG_FILE).write_text(yaml.safe_dump({"search": {"epochs": 2}}))
     (search / METRICS_LOG).write_text(json.dumps({"epoch": 1, "val_miou": None}) + "\n")
     (search / ALPHAS_LOG).write_text("{}\n")
-    bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=False))
+    bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=False, time=False, plot=None))
     printed = capsys.readouterr().out
     assert "| searched-t1 | 2 | 2 | 31.50 +- 0.71 | 31.00 +- 1.41 | 50.00 | 2.0 |" in printed, printed
     assert "unet" not in printed  # one epoch of two: left out without --partial
     assert "search-t1" not in printed
-    bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=True))
+    bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=True, time=False, plot=None))
     assert "| unet | 1 | 1/2 | 20.00 | 20.00 | n/a | 1.0 |" in capsys.readouterr().out
+
+
+def test_scores_with_time_adds_each_groups_costs_sorts_by_latency_and_plots(tmp_path, monkeypatch, capsys):
+    """``scores --time`` times one network per group (all in one call, side by side) and sorts the
+    rows by its latency; the network build and the timing are replaced so that the table is checked."""
+    import argparse
+    import json
+
+    import yaml
+
+    from udarts.engine.layout import CONFIG_FILE, METRICS_LOG
+
+    for name, miou in (("l7-w10-seed0", 0.30), ("l7-w10-seed1", 0.28), ("lraspp_mobilenet_v3_large-seed0", 0.29)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / CONFIG_FILE).write_text(yaml.safe_dump({"train": {"epochs": 1}}))
+        (folder / METRICS_LOG).write_text(json.dumps({"epoch": 1, "val_miou": miou, "seconds": 60.0}) + "\n")
+    keys = {"l7-w10": "searchnet-w10-0123456789", "lraspp_mobilenet_v3_large": "lraspp_mobilenet_v3_large"}
+    monkeypatch.setattr(bench_pareto, "network_of", lambda folder: (keys[folder.name.rsplit("-seed", 1)[0]], object()))
+    timed = []
+
+    def fake_time_networks(networks, rounds=7):
+        timed.append(sorted(networks))
+        ms = {"searchnet-w10-0123456789": 5.7, "lraspp_mobilenet_v3_large": 6.0}
+        return {key: {"parameters": 1e5, "gflops": 0.2, "ms_eager": ms[key], "ms_onnxruntime": ms[key] / 2}
+                for key in networks}
+
+    monkeypatch.setattr(bench_pareto, "time_networks", fake_time_networks)
+    picture = tmp_path / "front.png"
+    bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=False, time=True, plot=picture, rounds=3))
+    printed = capsys.readouterr().out
+    assert timed == [["lraspp_mobilenet_v3_large", "searchnet-w10-0123456789"]]  # one call, one network per group
+    rows = [line for line in printed.splitlines() if line.startswith("| l7") or line.startswith("| lraspp")]
+    assert rows == ["| l7-w10 | 2 | 1 | 29.00 +- 1.41 | 29.00 +- 1.41 | n/a | 0.10 M | 0.200 | 5.70 | 2.85 | 1.0 |",
+                    "| lraspp_mobilenet_v3_large | 1 | 1 | 29.00 | 29.00 | n/a | 0.10 M | 0.200 | 6.00 | 3.00 | 1.0 |"], printed
+    assert picture.is_file() and picture.stat().st_size > 0
 
 
 def test_fit_finds_the_largest_width_at_or_below_each_baseline_timed_side_by_side(monkeypatch, capsys):
