@@ -516,6 +516,7 @@ def scores_table(args: argparse.Namespace) -> None:
             groups.setdefault(name, []).append(score)
             folders.setdefault(name, folder)
     costs: dict[str, dict[str, float]] = {}
+    networks: dict[str, tuple[str, torch.nn.Module]] = {}
     if args.time:
         from udarts.complexity import cpu_model
 
@@ -546,8 +547,7 @@ def scores_table(args: argparse.Namespace) -> None:
         print(f"| {name} | {len(items)} | {epochs} | {cell(items, 'holdout_best')} | {cell(items, 'holdout_last')} "
               f"| {cell(items, 'val')} |{timed_cells} {statistics.fmean(item['train_minutes'] for item in items):.1f} |")
     if args.plot:
-        plot_scores(groups, costs, {name: network_of(folder)[0].startswith("searchnet") for name, folder in folders.items()},
-                    args.plot)
+        plot_scores(groups, costs, {name: key.startswith("searchnet") for name, (key, _) in networks.items()}, args.plot)
         print(f"wrote {args.plot}")
 
 
