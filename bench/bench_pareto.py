@@ -26,7 +26,9 @@ Three steps, each resumable (every output is a file in OUT; a finished step is r
 ``scores`` prints the scores of every training folder in OUT grouped by name (``NAME-seedN``), mean
 +- std over seeds: for trainings run outside ``run`` (for example the searched genotypes and the
 baselines retrained on a CPU with the same flags), beside a report; with ``--time`` each group's
-network is timed side by side as ``report`` does, and ``--plot`` draws them (mIoU against ms). ``fit`` times
+network is timed side by side as ``report`` does, and ``--plot`` draws them (mIoU against ms); ``--json`` keeps
+the record (every run's scores, each group's costs) that ``--from-json`` prints and draws again once the run
+folders are gone (records of the CPU runs are in ``bench/results/``). ``fit`` times
 ``--genotypes`` at ``--widths`` side by side with ``--target-models`` and prints, for each, the
 largest width at or below each baseline's latency (no OUT folder is written).
 
@@ -503,28 +505,50 @@ def plot(summary: dict[str, Any], runs: list[dict[str, Any]], data: dict[str, An
     figure.savefig(path, dpi=130)
 
 
-def scores_table(args: argparse.Namespace) -> None:
-    """The held-out (best.pt and last epoch) and val mIoU of OUT's training folders, per group of
-    seeds; with ``--time``, each group's network timed side by side (``time_networks``), the rows
-    sorted by latency, and with ``--plot`` the picture of held-out mIoU against latency."""
-    groups: dict[str, list[dict[str, float]]] = {}
+def collect_scores(args: argparse.Namespace) -> dict[str, Any]:
+    """The record ``scores`` prints from: OUT's training folders grouped by name (``NAME-seedN``),
+    each run's scores, and with ``--time`` each group's network timed side by side
+    (``time_networks``) and the groups sorted by latency. ``--json`` keeps it, so that the table and
+    the picture can be drawn again (``--from-json``) once the run folders are gone."""
+    groups: dict[str, dict[str, Any]] = {}
     folders: dict[str, Path] = {}
     for folder in training_folders(args.out):
         score = scores(folder)
         if score is not None and (args.partial or score["epochs"] == score["of"]):
             name = folder.name.rsplit("-seed", 1)[0]
-            groups.setdefault(name, []).append(score)
+            groups.setdefault(name, {"runs": []})["runs"].append({"folder": folder.name, **score})
             folders.setdefault(name, folder)
-    costs: dict[str, dict[str, float]] = {}
-    networks: dict[str, tuple[str, torch.nn.Module]] = {}
+    record: dict[str, Any] = {"date": str(datetime.date.today()), "groups": groups}
     if args.time:
         from udarts.complexity import cpu_model
 
         networks = {name: network_of(folder) for name, folder in folders.items()}
         timed = time_networks({key: module for key, module in networks.values()}, rounds=args.rounds)
-        costs = {name: timed[key] for name, (key, _) in networks.items()}
-        groups = dict(sorted(groups.items(), key=lambda item: costs[item[0]]["ms_eager"]))
-        print(f"Machine: {cpu_model()}, batch 1, one thread; torch {torch.__version__}; {datetime.date.today()}.\n")
+        for name, (key, _) in networks.items():
+            groups[name].update(network=key, searched=key.startswith("searchnet"), costs=timed[key])
+        record.update(machine=f"{cpu_model()}, batch 1, one thread; torch {torch.__version__}",
+                      groups=dict(sorted(groups.items(), key=lambda item: item[1]["costs"]["ms_eager"])))
+    return record
+
+
+def scores_table(args: argparse.Namespace) -> None:
+    """The held-out (best.pt and last epoch) and val mIoU per group of seeds, from OUT's training
+    folders (``collect_scores``) or from a record ``--json`` wrote (``--from-json``); with costs,
+    the rows carry them (sorted by latency) and ``--plot`` draws held-out mIoU against latency."""
+    if getattr(args, "from_json", None):
+        try:
+            record = json.loads(args.from_json.read_text())
+            groups = record["groups"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise SystemExit(f"scores --from-json {args.from_json}: expected a record written by scores --json ({error})")
+    else:
+        record = collect_scores(args)
+        if getattr(args, "json", None):
+            write_json(args.json, record)
+    groups = record["groups"]
+    timed = bool(groups) and all("costs" in group for group in groups.values())
+    if "machine" in record:
+        print(f"Machine: {record['machine']}; {record['date']}.\n")
 
     def cell(items: list[dict[str, float]], key: str) -> str:
         values = [item[key] for item in items if item[key] is not None]
@@ -533,26 +557,28 @@ def scores_table(args: argparse.Namespace) -> None:
         mean, std = _mean_std(values)
         return f"{mean:.2f} +- {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
 
-    timed_header = " params | GFLOPs | ms eager | ms onnxruntime |" if costs else ""
+    timed_header = " params | GFLOPs | ms eager | ms onnxruntime |" if timed else ""
     print(f"| network | seeds | epochs | held-out mIoU ({BEST_CHECKPOINT}) | held-out (last) | val mIoU |{timed_header} train min |")
-    print("|---|---:|---:|---:|---:|---:|" + "---:|" * (4 if costs else 0) + "---:|")
-    for name, items in groups.items():
+    print("|---|---:|---:|---:|---:|---:|" + "---:|" * (4 if timed else 0) + "---:|")
+    for name, group in groups.items():
+        items = group["runs"]
         epochs = ", ".join(sorted({f"{item['epochs']}/{item['of']}" if item["epochs"] != item["of"] else str(item["of"])
                                    for item in items}))
         timed_cells = ""
-        if costs:
-            cost = costs[name]
+        if timed:
+            cost = group["costs"]
             timed_cells = (f" {cost['parameters'] / 1e6:.2f} M | {cost['gflops']:.3f} | {cost['ms_eager']:.2f} "
                            f"| {cost['ms_onnxruntime']:.2f} |")
         print(f"| {name} | {len(items)} | {epochs} | {cell(items, 'holdout_best')} | {cell(items, 'holdout_last')} "
               f"| {cell(items, 'val')} |{timed_cells} {statistics.fmean(item['train_minutes'] for item in items):.1f} |")
     if args.plot:
-        plot_scores(groups, costs, {name: key.startswith("searchnet") for name, (key, _) in networks.items()}, args.plot)
+        if not timed:
+            raise SystemExit("scores --plot: the groups have no latency (run with --time, or a record written with --time)")
+        plot_scores(groups, args.plot, record.get("machine", ""))
         print(f"wrote {args.plot}")
 
 
-def plot_scores(groups: dict[str, list[dict[str, float]]], costs: dict[str, dict[str, float]],
-                searched: dict[str, bool], path: Path) -> None:
+def plot_scores(groups: dict[str, dict[str, Any]], path: Path, machine: str = "") -> None:
     """Held-out mIoU (mean +- std over seeds) against eager latency, one labelled point a group."""
     import matplotlib
 
@@ -560,19 +586,19 @@ def plot_scores(groups: dict[str, list[dict[str, float]]], costs: dict[str, dict
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5.5))
-    for name, items in groups.items():
-        mean, std = _mean_std([item["holdout_best"] for item in items])
-        colour = "tab:red" if searched[name] else "black" if name.startswith(REFERENCE) else "tab:blue"
-        axes.errorbar([costs[name]["ms_eager"]], [mean], yerr=[std], color=colour, marker="o" if searched[name] else "s",
-                      capsize=3)
-        axes.annotate(f"{name} ({len(items)})", (costs[name]["ms_eager"], mean), fontsize=7, xytext=(4, 5),
-                      textcoords="offset points")
+    for name, group in groups.items():
+        mean, std = _mean_std([item["holdout_best"] for item in group["runs"]])
+        ms = group["costs"]["ms_eager"]
+        colour = "tab:red" if group["searched"] else "black" if name.startswith(REFERENCE) else "tab:blue"
+        axes.errorbar([ms], [mean], yerr=[std], color=colour, marker="o" if group["searched"] else "s", capsize=3)
+        axes.annotate(f"{name} ({len(group['runs'])})", (ms, mean), fontsize=7, xytext=(4, 5), textcoords="offset points")
     axes.plot([], [], "o", color="tab:red", label="SEARCH-Net (mean +- std over seeds; seeds in brackets)")
     axes.plot([], [], "s", color="tab:blue", label="light baselines")
     log_milliseconds_axis(axes)
     axes.set_xlabel("CPU latency, ms (batch 1, one thread, eager PyTorch, 96x128; timed side by side)")
     axes.set_ylabel(f"held-out mIoU (CamVid 0006R0, {BEST_CHECKPOINT})")
-    axes.set_title("CamVid, 40 epochs, every network trained on the CPU")
+    axes.set_title("CamVid, 40 epochs, every network trained on the CPU" + (f"\n{machine}" if machine else ""),
+                   fontsize=10)
     axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -621,7 +647,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=("plan", "run", "report", "scores", "fit"))
     parser.add_argument("--root", type=Path, help="CamVid root (SegNet layout); plan, run and report")
-    parser.add_argument("--out", required=True, type=Path, help="the benchmark's folder (reused on a re-run)")
+    parser.add_argument("--out", type=Path, help="the benchmark's folder (reused on a re-run); every step but "
+                        "scores --from-json")
     parser.add_argument("--holdout", default="0006R0", help="training sequence held out: the selection split")
     parser.add_argument("--target-models", default="lraspp_mobilenet_v3_large,unet_mobilenet_v2,unet_resnet18",
                         help="plan: the baselines whose latencies are the targets")
@@ -648,12 +675,16 @@ def main() -> None:
     parser.add_argument("--time", action="store_true", help="scores: also time each group's network side by side")
     parser.add_argument("--partial", action="store_true", help="report, scores: also runs stopped before their last epoch, "
                         "marked with the epochs they trained")
-    parser.add_argument("--json", type=Path, help="report: also write the numbers here")
+    parser.add_argument("--json", type=Path, help="report, scores: also write the numbers here (scores: a record "
+                        "that --from-json draws again without the run folders)")
+    parser.add_argument("--from-json", type=Path, help="scores: the table (and --plot) from a record --json wrote")
     parser.add_argument("--genotypes", type=Path, nargs="+", default=[], help="fit: genotype files to time at --widths")
     parser.add_argument("--rounds", type=int, default=7, help="fit, scores --time: interleaved timing rounds (median)")
     args = parser.parse_args()
+    if args.out is None and not (args.step == "scores" and args.from_json):
+        parser.error(f"{args.step} needs --out (the benchmark's folder)")
     if args.step == "scores":
-        if args.plot and not args.time:
+        if args.plot and not (args.time or args.from_json):
             parser.error("scores --plot needs --time (the picture's x axis is the latency)")
         torch.set_num_threads(1)
         scores_table(args)

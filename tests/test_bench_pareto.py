@@ -107,6 +107,47 @@ def test_scores_with_time_adds_each_groups_costs_sorts_by_latency_and_plots(tmp_
     assert picture.is_file() and picture.stat().st_size > 0
 
 
+def test_scores_record_draws_the_same_table_and_picture_without_the_run_folders(tmp_path, monkeypatch, capsys):
+    """``scores --time --json`` keeps a record; ``--from-json`` prints the same rows from it and plots
+    them once the run folders are gone; a file that is not such a record is refused by name."""
+    import argparse
+    import json
+    import shutil
+
+    import yaml
+
+    from udarts.engine.layout import CONFIG_FILE, METRICS_LOG
+
+    runs = tmp_path / "runs"
+    for name, miou in (("l7-w10-seed0", 0.30), ("l7-w10-seed1", 0.28), ("unet_resnet18-seed0", 0.33)):
+        folder = runs / name
+        folder.mkdir(parents=True)
+        (folder / CONFIG_FILE).write_text(yaml.safe_dump({"train": {"epochs": 1}}))
+        (folder / METRICS_LOG).write_text(json.dumps({"epoch": 1, "val_miou": miou, "seconds": 30.0}) + "\n")
+    keys = {"l7-w10": "searchnet-w10-0123456789", "unet_resnet18": "unet_resnet18"}
+    monkeypatch.setattr(bench_pareto, "network_of", lambda folder: (keys[folder.name.rsplit("-seed", 1)[0]], object()))
+    monkeypatch.setattr(bench_pareto, "time_networks", lambda networks, rounds=7: {
+        key: {"parameters": 2e5, "gflops": 0.3, "ms_eager": 9.0 if key == "unet_resnet18" else 5.0,
+              "ms_onnxruntime": 3.0} for key in networks})
+    record = tmp_path / "record.json"
+    bench_pareto.scores_table(argparse.Namespace(out=runs, partial=False, time=True, plot=tmp_path / "a.png", rounds=3,
+                                                 json=record, from_json=None))
+    first = capsys.readouterr().out
+    shutil.rmtree(runs)
+    bench_pareto.scores_table(argparse.Namespace(out=None, partial=False, time=False, plot=tmp_path / "b.png",
+                                                 json=None, from_json=record))
+    again = capsys.readouterr().out
+    table = [line for line in first.splitlines() if line.startswith("|")]
+    assert table == [line for line in again.splitlines() if line.startswith("|")]
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| l7-w10", "| unet_resnet18"]  # sorted by latency
+    assert (tmp_path / "b.png").stat().st_size > 0
+    assert json.loads(record.read_text())["groups"]["l7-w10"]["runs"][1]["folder"] == "l7-w10-seed1"
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="bad.json: expected a record written by scores --json"):
+        bench_pareto.scores_table(argparse.Namespace(out=None, partial=False, time=False, plot=None, json=None,
+                                                     from_json=tmp_path / "bad.json"))
+
+
 def test_fit_finds_the_largest_width_at_or_below_each_baseline_timed_side_by_side(monkeypatch, capsys):
     """``fit`` times every network in one call (one load for all) and reads the widths off it; the
     timing is replaced by fixed milliseconds so that the fit itself is checked."""
