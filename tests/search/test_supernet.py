@@ -17,6 +17,12 @@ def batch(size=16, num_classes=3, seed=0):
     return torch.randn(2, 3, size, size, generator=generator), torch.randint(0, num_classes, (2, size, size), generator=generator)
 
 
+def adam_darts(model, order="first"):
+    """DARTS on ``model`` with Adam (lr 1e-2) for its weights and for its alphas."""
+    return DartsStrategy(model, dice_loss, torch.optim.Adam(model.weight_parameters(), lr=1e-2),
+                         torch.optim.Adam(model.arch_parameters(), lr=1e-2), order=order)
+
+
 def test_eight_cells_have_their_own_alphas():
     model = tiny_supernet()
     alphas = model.arch_parameters()
@@ -47,12 +53,7 @@ def test_input_not_divisible_by_eight_is_refused():
 @pytest.mark.slow
 def test_alpha_step_moves_only_alphas_and_weight_step_only_weights():
     model = tiny_supernet()
-    strategy = DartsStrategy(
-        model,
-        dice_loss,
-        torch.optim.Adam(model.weight_parameters(), lr=1e-2),
-        torch.optim.Adam(model.arch_parameters(), lr=1e-2),
-    )
+    strategy = adam_darts(model)
     alphas_before = [alpha.detach().clone() for alpha in model.arch_parameters()]
     weights_before = [weight.detach().clone() for weight in model.weight_parameters()]
     # warm-up step: weights only
@@ -73,13 +74,7 @@ def test_alpha_step_moves_only_alphas_and_weight_step_only_weights():
 @pytest.mark.parametrize("order", ["first", "second"])
 def test_search_step_moves_alphas_and_weights(order):
     model = tiny_supernet()
-    strategy = DartsStrategy(
-        model,
-        dice_loss,
-        torch.optim.Adam(model.weight_parameters(), lr=1e-2),
-        torch.optim.Adam(model.arch_parameters(), lr=1e-2),
-        order=order,
-    )
+    strategy = adam_darts(model, order=order)
     alphas_before = [alpha.detach().clone() for alpha in model.arch_parameters()]
     weights_before = [weight.detach().clone() for weight in model.weight_parameters()]
     out = strategy.step(batch(seed=1), batch(seed=2))
