@@ -90,20 +90,28 @@ def test_own_data_recipe_runs_and_its_search_settles(tmp_path, monkeypatch, caps
     one edge was a matter of chance (margins down to 0.0019; seed 0 kept 0.0110 with oneDNN off, too
     close to 0.01 to hold on every CPU); with the config's ``search.settle_epochs: 3`` all 32 did.
     This test searches with seed 4, whose smallest margin was 0.068-0.407 across the four variants
-    without a settling epoch, 7 times the warning's at least."""
+    without a settling epoch, 7 times the warning's at least. On a 2-core AMD EPYC (2026-12-05) the
+    same seed ended its 12 epochs with C5 at margin 0.0064 and settled after one more (0.0222), so
+    the test accepts a warning that a settling epoch answered and checks the final alphas."""
     monkeypatch.chdir(tmp_path)
     os.symlink(REPO / "configs", "configs")  # the README's commands run from the repository's root
     write_folder_dataset(Path("mydata"), train=16, val=8, size=16)
     steps = recipe("own-data")
     assert [argv[0] for argv in steps] == ["search", "train", "eval", "predict", "export"]
     printed = [run(argv, OWN_DATA_SHRINK, capsys) for argv in steps]
-    assert "weakly determined" not in printed[0], printed[0]
+    # a weakly determined end may be searched on (search.settle_epochs), never left: every warning
+    # (on stderr, so printed after the run's other lines) is followed by a settling epoch
+    warned = printed[0].count("warning: weakly determined")
+    assert warned <= printed[0].count("search.settle_epochs: weakly determined"), printed[0]
     last = read_jsonl(Path("runs/mydata/search") / ALPHAS_LOG)[-1]["diagnostics"]
     assert max(cell["entropy"] for cell in last.values()) < ENTROPY_WARNING, last
     assert min(cell["min_margin"] for cell in last.values()) >= MARGIN_WARNING, last
     shipped = yaml.safe_load((REPO / "configs/folder-cpu.yaml").read_text())
     searched = yaml.safe_load((Path("runs/mydata/search") / CONFIG_FILE).read_text())["search"]
-    assert searched["epochs"] == shipped["search"]["epochs"] and searched["alpha_travel"] == shipped["search"]["alpha_travel"]
+    # as shipped: a settling epoch raises search.epochs by one and lowers search.settle_epochs by one
+    assert searched["epochs"] + searched["settle_epochs"] == shipped["search"]["epochs"] + shipped["search"]["settle_epochs"]
+    assert shipped["search"]["epochs"] <= searched["epochs"]
+    assert searched["alpha_travel"] == shipped["search"]["alpha_travel"]
     assert isinstance(shipped["train"]["epochs"], int)  # the recipe trains for a stated number of epochs, not the paper's 200
     assert len(read_jsonl(Path("runs/mydata/train") / METRICS_LOG)) == 3  # the shrunk training ran its epochs
     assert "mIoU" in printed[2]
