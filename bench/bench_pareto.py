@@ -525,7 +525,7 @@ def collect_scores(args: argparse.Namespace) -> dict[str, Any]:
         networks = {name: network_of(folder) for name, folder in folders.items()}
         timed = time_networks({key: module for key, module in networks.values()}, rounds=args.rounds)
         for name, (key, _) in networks.items():
-            groups[name].update(network=key, searched=key.startswith("searchnet"), costs=timed[key])
+            groups[name].update(network=key, costs=timed[key])
         record.update(machine=f"{cpu_model()}, batch 1, one thread; torch {torch.__version__}",
                       groups=dict(sorted(groups.items(), key=lambda item: item[1]["costs"]["ms_eager"])))
     return record
@@ -535,15 +535,17 @@ def scores_table(args: argparse.Namespace) -> None:
     """The held-out (best.pt and last epoch) and val mIoU per group of seeds, from OUT's training
     folders (``collect_scores``) or from a record ``--json`` wrote (``--from-json``); with costs,
     the rows carry them (sorted by latency) and ``--plot`` draws held-out mIoU against latency."""
-    if getattr(args, "from_json", None):
+    if args.from_json:
         try:
             record = json.loads(args.from_json.read_text())
-            groups = record["groups"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (OSError, ValueError) as error:
             raise SystemExit(f"scores --from-json {args.from_json}: expected a record written by scores --json ({error})")
+        if not isinstance(record, dict) or not isinstance(record.get("groups"), dict):
+            raise SystemExit(f"scores --from-json {args.from_json}: expected a record written by scores --json "
+                             "(an object with its groups)")
     else:
         record = collect_scores(args)
-        if getattr(args, "json", None):
+        if args.json:
             write_json(args.json, record)
     groups = record["groups"]
     timed = bool(groups) and all("costs" in group for group in groups.values())
@@ -589,8 +591,9 @@ def plot_scores(groups: dict[str, dict[str, Any]], path: Path, machine: str = ""
     for name, group in groups.items():
         mean, std = _mean_std([item["holdout_best"] for item in group["runs"]])
         ms = group["costs"]["ms_eager"]
-        colour = "tab:red" if group["searched"] else "black" if name.startswith(REFERENCE) else "tab:blue"
-        axes.errorbar([ms], [mean], yerr=[std], color=colour, marker="o" if group["searched"] else "s", capsize=3)
+        searched = group["network"].startswith("searchnet")
+        colour = "tab:red" if searched else "black" if name.startswith(REFERENCE) else "tab:blue"
+        axes.errorbar([ms], [mean], yerr=[std], color=colour, marker="o" if searched else "s", capsize=3)
         axes.annotate(f"{name} ({len(group['runs'])})", (ms, mean), fontsize=7, xytext=(4, 5), textcoords="offset points")
     axes.plot([], [], "o", color="tab:red", label="SEARCH-Net (mean +- std over seeds; seeds in brackets)")
     axes.plot([], [], "s", color="tab:blue", label="light baselines")

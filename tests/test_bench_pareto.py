@@ -41,8 +41,30 @@ def test_summary_places_the_searched_genotype_among_the_random_ones_and_the_slow
     assert entry["beats_baselines_at_least_as_slow"] == {"unet_mobilenet_v2": True}
 
 
-def test_scores_groups_seeds_and_marks_unfinished_runs(tmp_path, capsys):
+def write_training(folder, mious, epochs, seconds=60.0):
+    """A training run folder as ``scores`` reads it: the recorded epochs and one metrics line per
+    epoch that ran (``mious`` on the selection split)."""
+    import json
+
+    import yaml
+
+    from udarts.engine.layout import CONFIG_FILE, METRICS_LOG
+
+    folder.mkdir(parents=True)
+    (folder / CONFIG_FILE).write_text(yaml.safe_dump({"train": {"epochs": epochs}}))
+    (folder / METRICS_LOG).write_text("".join(json.dumps({"epoch": epoch, "val_miou": miou, "seconds": seconds}) + "\n"
+                                              for epoch, miou in enumerate(mious, 1)))
+
+
+def scores_args(**settings):
+    """``scores``'s arguments as the command line gives them, with ``settings`` set."""
     import argparse
+
+    defaults = {"out": None, "partial": False, "time": False, "plot": None, "rounds": 3, "json": None, "from_json": None}
+    return argparse.Namespace(**{**defaults, **settings})
+
+
+def test_scores_groups_seeds_and_marks_unfinished_runs(tmp_path, capsys):
     import json
 
     import yaml
@@ -51,41 +73,27 @@ def test_scores_groups_seeds_and_marks_unfinished_runs(tmp_path, capsys):
 
     for name, mious in (("searched-t1-seed0", [0.30, 0.32]), ("searched-t1-seed1", [0.31, 0.30]),
                         ("unet-seed0", [0.20])):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / CONFIG_FILE).write_text(yaml.safe_dump({"train": {"epochs": 2}}))
-        (folder / METRICS_LOG).write_text("".join(json.dumps({"epoch": epoch, "val_miou": miou, "seconds": 60.0}) + "\n"
-                                                      for epoch, miou in enumerate(mious, 1)))
+        write_training(tmp_path / name, mious, epochs=2)
     (tmp_path / "searched-t1-seed0" / bench_pareto.EVAL_VAL).write_text(json.dumps({"miou": 0.5}))
     search = tmp_path / "search-t1-seed0"  # a search beside the trainings: warm-up epochs have no val mIoU
     search.mkdir()
     (search / CONFIG_FILE).write_text(yaml.safe_dump({"search": {"epochs": 2}}))
     (search / METRICS_LOG).write_text(json.dumps({"epoch": 1, "val_miou": None}) + "\n")
     (search / ALPHAS_LOG).write_text("{}\n")
-    bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=False, time=False, plot=None))
+    bench_pareto.scores_table(scores_args(out=tmp_path))
     printed = capsys.readouterr().out
     assert "| searched-t1 | 2 | 2 | 31.50 +- 0.71 | 31.00 +- 1.41 | 50.00 | 2.0 |" in printed, printed
     assert "unet" not in printed  # one epoch of two: left out without --partial
     assert "search-t1" not in printed
-    bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=True, time=False, plot=None))
+    bench_pareto.scores_table(scores_args(out=tmp_path, partial=True))
     assert "| unet | 1 | 1/2 | 20.00 | 20.00 | n/a | 1.0 |" in capsys.readouterr().out
 
 
 def test_scores_with_time_adds_each_groups_costs_sorts_by_latency_and_plots(tmp_path, monkeypatch, capsys):
     """``scores --time`` times one network per group (all in one call, side by side) and sorts the
     rows by its latency; the network build and the timing are replaced so that the table is checked."""
-    import argparse
-    import json
-
-    import yaml
-
-    from udarts.engine.layout import CONFIG_FILE, METRICS_LOG
-
     for name, miou in (("l7-w10-seed0", 0.30), ("l7-w10-seed1", 0.28), ("lraspp_mobilenet_v3_large-seed0", 0.29)):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / CONFIG_FILE).write_text(yaml.safe_dump({"train": {"epochs": 1}}))
-        (folder / METRICS_LOG).write_text(json.dumps({"epoch": 1, "val_miou": miou, "seconds": 60.0}) + "\n")
+        write_training(tmp_path / name, [miou], epochs=1)
     keys = {"l7-w10": "searchnet-w10-0123456789", "lraspp_mobilenet_v3_large": "lraspp_mobilenet_v3_large"}
     monkeypatch.setattr(bench_pareto, "network_of", lambda folder: (keys[folder.name.rsplit("-seed", 1)[0]], object()))
     timed = []
@@ -98,7 +106,7 @@ def test_scores_with_time_adds_each_groups_costs_sorts_by_latency_and_plots(tmp_
 
     monkeypatch.setattr(bench_pareto, "time_networks", fake_time_networks)
     picture = tmp_path / "front.png"
-    bench_pareto.scores_table(argparse.Namespace(out=tmp_path, partial=False, time=True, plot=picture, rounds=3))
+    bench_pareto.scores_table(scores_args(out=tmp_path, time=True, plot=picture))
     printed = capsys.readouterr().out
     assert timed == [["lraspp_mobilenet_v3_large", "searchnet-w10-0123456789"]]  # one call, one network per group
     rows = [line for line in printed.splitlines() if line.startswith("| l7") or line.startswith("| lraspp")]
@@ -110,32 +118,22 @@ def test_scores_with_time_adds_each_groups_costs_sorts_by_latency_and_plots(tmp_
 def test_scores_record_draws_the_same_table_and_picture_without_the_run_folders(tmp_path, monkeypatch, capsys):
     """``scores --time --json`` keeps a record; ``--from-json`` prints the same rows from it and plots
     them once the run folders are gone; a file that is not such a record is refused by name."""
-    import argparse
     import json
     import shutil
 
-    import yaml
-
-    from udarts.engine.layout import CONFIG_FILE, METRICS_LOG
-
     runs = tmp_path / "runs"
     for name, miou in (("l7-w10-seed0", 0.30), ("l7-w10-seed1", 0.28), ("unet_resnet18-seed0", 0.33)):
-        folder = runs / name
-        folder.mkdir(parents=True)
-        (folder / CONFIG_FILE).write_text(yaml.safe_dump({"train": {"epochs": 1}}))
-        (folder / METRICS_LOG).write_text(json.dumps({"epoch": 1, "val_miou": miou, "seconds": 30.0}) + "\n")
+        write_training(runs / name, [miou], epochs=1, seconds=30.0)
     keys = {"l7-w10": "searchnet-w10-0123456789", "unet_resnet18": "unet_resnet18"}
     monkeypatch.setattr(bench_pareto, "network_of", lambda folder: (keys[folder.name.rsplit("-seed", 1)[0]], object()))
     monkeypatch.setattr(bench_pareto, "time_networks", lambda networks, rounds=7: {
         key: {"parameters": 2e5, "gflops": 0.3, "ms_eager": 9.0 if key == "unet_resnet18" else 5.0,
               "ms_onnxruntime": 3.0} for key in networks})
     record = tmp_path / "record.json"
-    bench_pareto.scores_table(argparse.Namespace(out=runs, partial=False, time=True, plot=tmp_path / "a.png", rounds=3,
-                                                 json=record, from_json=None))
+    bench_pareto.scores_table(scores_args(out=runs, time=True, plot=tmp_path / "a.png", json=record))
     first = capsys.readouterr().out
     shutil.rmtree(runs)
-    bench_pareto.scores_table(argparse.Namespace(out=None, partial=False, time=False, plot=tmp_path / "b.png",
-                                                 json=None, from_json=record))
+    bench_pareto.scores_table(scores_args(plot=tmp_path / "b.png", from_json=record))
     again = capsys.readouterr().out
     table = [line for line in first.splitlines() if line.startswith("|")]
     assert table == [line for line in again.splitlines() if line.startswith("|")]
@@ -144,8 +142,7 @@ def test_scores_record_draws_the_same_table_and_picture_without_the_run_folders(
     assert json.loads(record.read_text())["groups"]["l7-w10"]["runs"][1]["folder"] == "l7-w10-seed1"
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(SystemExit, match="bad.json: expected a record written by scores --json"):
-        bench_pareto.scores_table(argparse.Namespace(out=None, partial=False, time=False, plot=None, json=None,
-                                                     from_json=tmp_path / "bad.json"))
+        bench_pareto.scores_table(scores_args(from_json=tmp_path / "bad.json"))
 
 
 def test_fit_finds_the_largest_width_at_or_below_each_baseline_timed_side_by_side(monkeypatch, capsys):
